@@ -1,0 +1,44 @@
+"""scanpy preprocessing that never looks at the held-out perturbed cells."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import scanpy as sc
+import scipy.sparse as sp
+
+from perturbjax.data.splits import HoldOut
+
+
+def normalize_log1p(adata: ad.AnnData, target_sum: float = 1e4) -> ad.AnnData:
+    """Raw counts -> log1p(normalize_total). Per-cell, so it leaks nothing across cells.
+
+    The counts are kept in `layers['counts']`.
+    """
+    values = adata.X.data if sp.issparse(adata.X) else np.asarray(adata.X)
+    if (values < 0).any():
+        raise ValueError(f"{adata.uns.get('source', 'data')}: X has negative values; "
+                         "expected raw counts for normalize_total")
+    adata = adata.copy()
+    adata.layers["counts"] = adata.X.copy()
+    sc.pp.normalize_total(adata, target_sum=target_sum)
+    sc.pp.log1p(adata)
+    return adata
+
+
+def select_hvgs(split: HoldOut, n_top_genes: int | None) -> HoldOut:
+    """Keep the `n_top_genes` most variable genes of the TRAINING pool in every part.
+
+    The held-out perturbed cells (`split.truth`) take no part in the choice. `None` or a number
+    at least the gene count keeps every gene.
+    """
+    if n_top_genes is None or n_top_genes >= split.train.n_vars:
+        return split
+    stats = sc.pp.highly_variable_genes(split.train, n_top_genes=n_top_genes, inplace=False)
+    keep = split.train.var_names[stats["highly_variable"].to_numpy()]
+    return HoldOut(
+        context=split.context,
+        train=split.train[:, keep].copy(),
+        control=split.control[:, keep].copy(),
+        truth=split.truth[:, keep].copy(),
+    )

@@ -1,0 +1,33 @@
+"""Result files are written whole or not at all: to a temporary name, then renamed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` atomically (a crash leaves the old file or none, never half)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_csv(path: str | os.PathLike, frame: pd.DataFrame, index: bool = False) -> None:
+    """`frame.to_csv` with the same all-or-nothing guarantee."""
+    write_text(path, frame.to_csv(index=index))
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+    """A GitHub-flavoured markdown table of `frame` (index included)."""
+    frame = frame.reset_index()
+    cells = [[floatfmt.format(v) if isinstance(v, float) else str(v) for v in row]
+             for row in frame.itertuples(index=False)]
+    header = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines)

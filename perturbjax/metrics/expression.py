@@ -1,0 +1,101 @@
+"""Expression-level scores: common DEGs (scanpy t-test) and R^2 of per-gene means.
+
+DEG calls use scanpy's `rank_genes_groups`, so they match what a scanpy user would compute.
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+
+
+def _labelled(control: np.ndarray, groups: dict[str, np.ndarray], genes) -> ad.AnnData:
+    blocks = [control, *groups.values()]
+    labels = ["control"] * len(control)
+    for name, block in groups.items():
+        labels += [name] * len(block)
+    adata = ad.AnnData(np.vstack(blocks).astype(np.float32),
+                       obs=pd.DataFrame({"label": pd.Categorical(labels)},
+                                        index=[str(i) for i in range(len(labels))]),
+                       var=pd.DataFrame(index=pd.Index(genes).astype(str)))
+    adata.uns["log1p"] = {"base": None}
+    return adata
+
+
+def ranked_genes(control: np.ndarray, groups: dict[str, np.ndarray], genes,
+                 method: str) -> dict[str, pd.DataFrame]:
+    """scanpy `rank_genes_groups(groupby='label', reference='control')` for each group.
+
+    Returns, per group, a frame of gene names and scores sorted by score (descending).
+    """
+    adata = _labelled(control, groups, genes)
+    sc.tl.rank_genes_groups(adata, "label", groups=list(groups), reference="control",
+                            method=method, n_genes=adata.n_vars)
+    return {g: sc.get.rank_genes_groups_df(adata, g)[["names", "scores"]] for g in groups}
+
+
+def top_genes(frame: pd.DataFrame, n: int, by_abs: bool = False) -> list[str]:
+    """The n genes with the highest score (or |score|)."""
+    key = frame["scores"].abs() if by_abs else frame["scores"]
+    order = np.argsort(-key.to_numpy(), kind="stable")
+    return frame["names"].to_numpy()[order[:n]].tolist()
+
+
+def common_degs(control: np.ndarray, real: np.ndarray, pred: np.ndarray, genes,
+                n_top: int = 100) -> dict[str, int]:
+    """|top-n(real) ∩ top-n(pred)| of t-test DEGs against control, computed on the union.
+
+    `degs` ranks by score (up-regulated genes first, the seed's metric); `degs_abs` by |score|.
+    """
+    ranked = ranked_genes(control, {"real": real, "pred": pred}, genes, "t-test")
+    out = {}
+    for key, by_abs in (("degs", False), ("degs_abs", True)):
+        a = set(top_genes(ranked["real"], n_top, by_abs))
+        b = set(top_genes(ranked["pred"], n_top, by_abs))
+        out[key] = len(a & b)
+    return out
+
+
+def r2_of_means(real: np.ndarray, pred: np.ndarray) -> float:
+    """Squared Pearson correlation between the per-gene means of two groups."""
+    a, b = real.mean(0), pred.mean(0)
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1] ** 2)
+
+
+def r2_subsampled(real: np.ndarray, pred: np.ndarray, n_draws: int = 100,
+                  fraction: float = 0.8, seed: int = 0) -> float:
+    """Mean R^2 of per-gene means over `n_draws` draws of `fraction` of each group's cells."""
+    rng = np.random.default_rng(seed)
+    n_real, n_pred = max(1, int(fraction * len(real))), max(1, int(fraction * len(pred)))
+    scores = [
+        r2_of_means(real[rng.choice(len(real), n_real, replace=False)],
+                    pred[rng.choice(len(pred), n_pred, replace=False)])
+        for _ in range(n_draws)
+    ]
+    return float(np.mean(scores))
+
+
+def deg_subsets(control: np.ndarray, real: np.ndarray, genes,
+                tops: tuple[int, ...] = (20, 100)) -> dict[str, np.ndarray]:
+    """Gene index sets for R^2: all genes, and the top-n Wilcoxon DEGs of real vs control."""
+    genes = pd.Index(genes).astype(str)
+    ranked = ranked_genes(control, {"real": real}, genes, "wilcoxon")["real"]
+    subsets = {"all": np.arange(len(genes))}
+    for n in tops:
+        subsets[f"top{n}"] = genes.get_indexer(top_genes(ranked, n))
+    return subsets
+
+
+def r2_scores(real: np.ndarray, pred: np.ndarray, subsets: dict[str, np.ndarray],
+              n_draws: int = 100, seed: int = 0) -> dict[str, float]:
+    """R^2 of per-gene means on each gene subset (`deg_subsets`), plain (`r2_all`,
+    `r2_top20`, ...) and as the mean over `n_draws` subsamples of 80% of cells (`..._sub`)."""
+    out = {}
+    for name, idx in subsets.items():
+        out[f"r2_{name}"] = r2_of_means(real[:, idx], pred[:, idx])
+        out[f"r2_{name}_sub"] = r2_subsampled(real[:, idx], pred[:, idx], n_draws, seed=seed)
+    return out

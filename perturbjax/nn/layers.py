@@ -1,0 +1,117 @@
+"""Layers shared by every model: FiLM conditioning, a dense block, and MLP encoders/decoders.
+
+All Dense kernels use Xavier-uniform initialisation (the seed code's choice). BatchNorm follows
+PyTorch's defaults (momentum 0.1 there, 0.9 here in Flax's convention; epsilon 1e-5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+XAVIER = nn.initializers.xavier_uniform()
+FILM_MODES = ("thesis", "affine")
+
+
+def leaky_relu(x: jax.Array) -> jax.Array:
+    """LeakyReLU with PyTorch's default slope 0.01, the activation of the seed models."""
+    return nn.leaky_relu(x, negative_slope=0.01)
+
+
+class FiLM(nn.Module):
+    """Feature-wise linear modulation gamma(c) * h + beta(c) by a condition vector c.
+
+    mode "thesis": gamma, beta = LeakyReLU(Dense(c)) (the seed code; gamma starts near 0).
+    mode "affine": gamma = 1 + Dense(c), beta = Dense(c) (starts as the identity).
+    `embedding` > 0 first maps c through Dense(embedding) + LeakyReLU (seed multi-dose models).
+    """
+
+    mode: str = "affine"
+    embedding: int = 0
+
+    @nn.compact
+    def __call__(self, h: jax.Array, c: jax.Array) -> jax.Array:
+        if self.mode not in FILM_MODES:
+            raise ValueError(f"FiLM mode must be one of {FILM_MODES}, got '{self.mode}'")
+        if self.embedding:
+            c = leaky_relu(nn.Dense(self.embedding, kernel_init=XAVIER, name="embed")(c))
+        gamma = nn.Dense(h.shape[-1], kernel_init=XAVIER, name="gamma")(c)
+        beta = nn.Dense(h.shape[-1], kernel_init=XAVIER, name="beta")(c)
+        if self.mode == "thesis":
+            gamma, beta = leaky_relu(gamma), leaky_relu(beta)
+        else:
+            gamma = 1.0 + gamma
+        return gamma * h + beta
+
+
+class DenseBlock(nn.Module):
+    """Dense -> [BatchNorm] -> [FiLM(c)] -> LeakyReLU -> [Dropout]."""
+
+    features: int
+    batch_norm: bool = True
+    dropout: float = 0.0
+    film: FiLM | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, c: jax.Array | None = None, *, train: bool) -> jax.Array:
+        h = nn.Dense(self.features, kernel_init=XAVIER)(x)
+        if self.batch_norm:
+            h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(h)
+        if self.film is not None:
+            h = self.film(h, c)
+        h = leaky_relu(h)
+        if self.dropout:
+            h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        return h
+
+
+class Encoder(nn.Module):
+    """[input dropout] -> DenseBlocks(hidden) -> Dense(latent) [-> LeakyReLU]."""
+
+    hidden: Sequence[int]
+    latent: int
+    batch_norm: bool = True
+    dropout: float = 0.0
+    input_dropout: float = 0.0
+    latent_activation: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        if self.input_dropout:
+            x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
+        for width in self.hidden:
+            x = DenseBlock(width, self.batch_norm, self.dropout)(x, train=train)
+        z = nn.Dense(self.latent, kernel_init=XAVIER)(x)
+        return leaky_relu(z) if self.latent_activation else z
+
+
+class Decoder(nn.Module):
+    """DenseBlocks(hidden), each FiLM-modulated by c when `film_mode` is set, -> Dense(out).
+
+    One FiLM generator per modulated layer, placed after BatchNorm and before the activation.
+    """
+
+    hidden: Sequence[int]
+    out: int
+    batch_norm: bool = True
+    dropout: float = 0.0
+    film_mode: str | None = "affine"
+    film_embedding: int = 0
+    output_activation: bool = False
+
+    @nn.compact
+    def __call__(self, z: jax.Array, c: jax.Array | None = None, *, train: bool) -> jax.Array:
+        for width in self.hidden:
+            film = (FiLM(self.film_mode, self.film_embedding)
+                    if self.film_mode is not None else None)
+            z = DenseBlock(width, self.batch_norm, self.dropout, film)(z, c, train=train)
+        x = nn.Dense(self.out, kernel_init=XAVIER)(z)
+        return leaky_relu(x) if self.output_activation else x
+
+
+def one_hot(codes: jax.Array, n: int) -> jax.Array:
+    """Integer condition codes -> float32 one-hot rows of length n."""
+    return jax.nn.one_hot(codes, n, dtype=jnp.float32)

@@ -1,0 +1,321 @@
+"""The one training loop: scanned epochs, an ensemble axis trained by vmap, early stopping.
+
+An epoch is a single jitted call: a `lax.scan` over shuffled mini-batches gathered from the
+device-resident data, followed by the validation loss and the best-epoch bookkeeping. The
+ensemble ("members": seeds x learning rates) is a leading axis of every leaf of the
+`TrainState`, trained by `jax.vmap` in the same compiled program and, when several devices are
+present, sharded over them along that axis. The host sees the data once per epoch: a loss per
+member for logging, early stopping and checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import logging
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from perturbjax.train.checkpoint import Checkpointer
+from perturbjax.train.objective import Batch, Objective, PyTree
+
+log = logging.getLogger("perturbjax")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimiser, schedule, batches, model selection and checkpoints.
+
+    Attributes:
+      epochs: maximum number of passes over the training cells.
+      batch_size: cells per step; the last partial batch of an epoch is dropped.
+      learning_rates: Adam learning rates; several are trained side by side (vmapped) and
+        the one with the lowest validation loss is kept per seed.
+      warmup_steps: linear warm-up of the learning rate from 0 over this many steps.
+      adam_eps, weight_decay: Adam's epsilon and an L2 penalty added to the gradient
+        (PyTorch's `Adam(weight_decay=...)`).
+      patience: stop once no member improved its validation loss for this many epochs;
+        None trains every epoch.
+      select_best: keep the parameters of the best validation epoch (else the last).
+      validation_fraction: share of each (context, condition) group held out for validation.
+      checkpoint_every: save an orbax checkpoint every this many epochs (0: never).
+    """
+
+    epochs: int = 200
+    batch_size: int = 64
+    learning_rates: tuple[float, ...] = (1e-3,)
+    warmup_steps: int = 0
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+    patience: int | None = 20
+    select_best: bool = True
+    validation_fraction: float = 0.1
+    checkpoint_every: int = 0
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything one member needs to continue training; every leaf has the members axis."""
+
+    params: PyTree
+    model_state: PyTree
+    opt_state: PyTree
+    best_params: PyTree
+    best_model_state: PyTree
+    key: jax.Array
+    learning_rate: jax.Array
+    best_val: jax.Array
+    best_epoch: jax.Array
+    train_loss: jax.Array  # (epochs,) history, NaN where not yet run
+    val_loss: jax.Array
+
+
+@dataclasses.dataclass
+class FitResult:
+    """Per-seed parameters chosen on validation, with the whole history.
+
+    `params` / `model_state` have a leading seeds axis (the learning rate with the lowest best
+    validation loss for each seed); `learning_rate` is the chosen rate per seed.
+    `train_loss` / `val_loss` are (members, epochs_run) with members ordered seed-major.
+    """
+
+    seeds: tuple[int, ...]
+    params: PyTree
+    model_state: PyTree
+    learning_rate: np.ndarray
+    best_epoch: np.ndarray
+    epochs_run: int
+    train_loss: np.ndarray
+    val_loss: np.ndarray
+
+
+def make_optimizer(learning_rate: jax.Array | float, config: TrainConfig) -> optax.GradientTransformation:
+    """Adam with an optional L2 penalty and linear warm-up; `learning_rate` may be traced."""
+    warmup = config.warmup_steps
+
+    def schedule(step: jax.Array) -> jax.Array:
+        ramp = jnp.minimum(step / warmup, 1.0) if warmup else 1.0
+        return learning_rate * ramp
+
+    parts = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
+    return optax.chain(*parts, optax.scale_by_adam(eps=config.adam_eps),
+                       optax.scale_by_learning_rate(schedule))
+
+
+def _n_steps(n_cells: int, batch_size: int) -> int:
+    if n_cells < batch_size:
+        raise ValueError(f"{n_cells} training cells are fewer than one batch of {batch_size}")
+    return n_cells // batch_size
+
+
+def _member_sharding(n_members: int) -> tuple[NamedSharding, NamedSharding] | None:
+    """Shardings for the members axis and for replicated data, if several devices exist."""
+    devices = jax.devices()
+    if len(devices) < 2 or n_members % len(devices):
+        return None
+    mesh = Mesh(np.asarray(devices), ("members",))
+    return NamedSharding(mesh, PartitionSpec("members")), NamedSharding(mesh, PartitionSpec())
+
+
+class Trainer:
+    """Compiles an objective's init and epoch once for given data shapes and configuration."""
+
+    def __init__(self, objective: Objective, config: TrainConfig):
+        self.objective = objective
+        self.config = config
+        self._init = jax.jit(jax.vmap(self._init_member, in_axes=(0, 0, None)))
+        self._epoch = jax.jit(
+            jax.vmap(self._epoch_member, in_axes=(0, None, None, None)), donate_argnums=0
+        )
+
+    def _init_member(self, key: jax.Array, learning_rate: jax.Array, example: Batch) -> TrainState:
+        init_key, run_key = jax.random.split(key)
+        params, model_state = self.objective.init(init_key, example)
+        opt_state = make_optimizer(learning_rate, self.config).init(params)
+        history = jnp.full((self.config.epochs,), jnp.nan, jnp.float32)
+        return TrainState(
+            params=params, model_state=model_state, opt_state=opt_state,
+            best_params=params, best_model_state=model_state, key=run_key,
+            learning_rate=learning_rate, best_val=jnp.asarray(jnp.inf, jnp.float32),
+            best_epoch=jnp.asarray(-1, jnp.int32), train_loss=history, val_loss=history,
+        )
+
+    def _epoch_member(self, state: TrainState, train: Batch, validation: Batch,
+                      epoch: jax.Array) -> TrainState:
+        n_cells = jax.tree_util.tree_leaves(train)[0].shape[0]
+        batch_size = self.config.batch_size
+        n_steps = _n_steps(n_cells, batch_size)
+        order_key, step_key = jax.random.split(jax.random.fold_in(state.key, epoch))
+        order = jax.random.permutation(order_key, n_cells)[: n_steps * batch_size]
+        tx = make_optimizer(state.learning_rate, self.config)
+
+        def step(carry, xs):
+            params, model_state, opt_state = carry
+            indices, i = xs
+            batch = jax.tree_util.tree_map(lambda a: a[indices], train)
+            params, model_state, opt_state, loss = self.objective.train_step(
+                params, model_state, opt_state, batch, jax.random.fold_in(step_key, i), tx
+            )
+            return (params, model_state, opt_state), loss
+
+        (params, model_state, opt_state), losses = jax.lax.scan(
+            step, (state.params, state.model_state, state.opt_state),
+            (order.reshape(n_steps, batch_size), jnp.arange(n_steps)),
+        )
+        val = self.objective.validation_loss(params, model_state, validation)
+        patience = self.config.patience
+        still_waiting = (True if patience is None
+                         else epoch - state.best_epoch <= patience)
+        improved = (val < state.best_val) & still_waiting
+
+        def keep_if_improved(new, old):
+            return jax.tree_util.tree_map(lambda n, o: jnp.where(improved, n, o), new, old)
+
+        return state.replace(
+            params=params, model_state=model_state, opt_state=opt_state,
+            best_params=keep_if_improved(params, state.best_params),
+            best_model_state=keep_if_improved(model_state, state.best_model_state),
+            best_val=jnp.where(improved, val, state.best_val),
+            best_epoch=jnp.where(improved, epoch, state.best_epoch).astype(jnp.int32),
+            train_loss=state.train_loss.at[epoch].set(losses.mean()),
+            val_loss=state.val_loss.at[epoch].set(val),
+        )
+
+    def cost_per_epoch(self, state: TrainState, train: Batch, validation: Batch) -> float:
+        """XLA's count of floating-point operations in one compiled epoch (all members)."""
+        compiled = self._epoch.lower(state, train, validation, jnp.int32(0)).compile()
+        analysis = compiled.cost_analysis()
+        analysis = analysis[0] if isinstance(analysis, list) else analysis
+        return float(analysis.get("flops", float("nan")))
+
+    def init(self, seeds: Sequence[int], train: Batch) -> TrainState:
+        """Fresh states for every (seed, learning rate) member, seed-major."""
+        rates = self.config.learning_rates
+        keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds for _ in rates])
+        lrs = jnp.asarray([r for _ in seeds for r in rates], jnp.float32)
+        example = jax.tree_util.tree_map(lambda a: a[:2], train)
+        return self._init(keys, lrs, example)
+
+    def run_epoch(self, state: TrainState, train: Batch, validation: Batch,
+                  epoch: int) -> TrainState:
+        return self._epoch(state, train, validation, jnp.int32(epoch))
+
+
+EpochCallback = Callable[[int, TrainState], None]
+
+
+def log_epoch(epoch: int, state: TrainState, total: int) -> None:
+    """One progress line per epoch: mean train / validation loss over the members."""
+    train = np.asarray(state.train_loss[:, epoch])
+    val = np.asarray(state.val_loss[:, epoch])
+    log.info("epoch %d/%d  train %.5f  val %.5f  best epochs %s", epoch + 1, total,
+                 train.mean(), val.mean(), np.asarray(state.best_epoch).tolist())
+
+
+def fit(
+    objective: Objective,
+    train: Batch,
+    validation: Batch,
+    seeds: Sequence[int],
+    config: TrainConfig,
+    workdir: str | Path | None = None,
+    fingerprint: dict | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> FitResult:
+    """Train one member per (seed, learning rate) as a single vmapped program.
+
+    With `workdir` and `config.checkpoint_every`, the state is saved every that many epochs
+    and a later call with the same arguments resumes from the newest checkpoint, reaching the
+    same final parameters as an uninterrupted run. `on_epoch(epoch, state)` runs after each
+    epoch (the default logs a progress line).
+    """
+    seeds = tuple(int(s) for s in seeds)
+    trainer = Trainer(objective, config)
+    _n_steps(jax.tree_util.tree_leaves(train)[0].shape[0], config.batch_size)
+    n_members = len(seeds) * len(config.learning_rates)
+    shardings = _member_sharding(n_members)
+    train, validation = jax.device_put((train, validation),
+                                       shardings[1] if shardings else None)
+    state = trainer.init(seeds, train)
+    if shardings:
+        state = jax.device_put(state, shardings[0])
+
+    checkpointer, start = None, 0
+    if workdir is not None and config.checkpoint_every:
+        run_fingerprint = {
+            "train_config": dataclasses.asdict(config), "seeds": seeds,
+            "shapes": {k: list(v.shape) for k, v in train.items()}, **(fingerprint or {}),
+        }
+        checkpointer = Checkpointer(Path(workdir) / "checkpoints", run_fingerprint)
+        latest = checkpointer.latest_epoch()
+        if latest is not None:
+            state, start = checkpointer.restore(latest, state), latest
+            log.info("resumed from the checkpoint after epoch %d in %s", latest, workdir)
+
+    epochs_run = start
+    try:
+        for epoch in range(start, config.epochs):
+            state = trainer.run_epoch(state, train, validation, epoch)
+            epochs_run = epoch + 1
+            losses = np.asarray(state.train_loss[:, epoch])
+            if not np.isfinite(losses).all():
+                bad = [divmod(m, len(config.learning_rates)) for m in
+                       np.flatnonzero(~np.isfinite(losses))]
+                raise FloatingPointError(
+                    f"non-finite training loss at epoch {epoch + 1} for (seed index, "
+                    f"learning-rate index) {bad}; lower the learning rate or check the data"
+                )
+            (on_epoch or (lambda e, s: log_epoch(e, s, config.epochs)))(epoch, state)
+            if checkpointer and epochs_run % config.checkpoint_every == 0:
+                checkpointer.save(epochs_run, state)
+            if config.patience is not None and np.all(
+                epoch - np.asarray(state.best_epoch) >= config.patience
+            ):
+                log.info("early stop after epoch %d: no member improved for %d epochs",
+                             epochs_run, config.patience)
+                break
+    finally:
+        if checkpointer:
+            checkpointer.close()
+    return _select(state, seeds, config, epochs_run)
+
+
+def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
+            epochs_run: int) -> FitResult:
+    """Per seed, the learning rate with the lowest best validation loss."""
+    n_rates = len(config.learning_rates)
+    best_val = np.asarray(state.best_val).reshape(len(seeds), n_rates)
+    chosen = np.arange(len(seeds)) * n_rates + best_val.argmin(axis=1)
+    params = state.best_params if config.select_best else state.params
+    model_state = state.best_model_state if config.select_best else state.model_state
+    take = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a)[chosen], tree)  # noqa: E731
+    return FitResult(
+        seeds=seeds, params=take(params), model_state=take(model_state),
+        learning_rate=np.asarray(state.learning_rate)[chosen],
+        best_epoch=np.asarray(state.best_epoch)[chosen] if config.select_best
+        else np.full(len(seeds), epochs_run - 1),
+        epochs_run=epochs_run,
+        train_loss=np.asarray(state.train_loss)[:, :epochs_run],
+        val_loss=np.asarray(state.val_loss)[:, :epochs_run],
+    )
+
+
+def predict_members(objective: Objective, result: FitResult, batch: Batch,
+                    chunk: int = 4096) -> np.ndarray:
+    """`objective.predict` for every seed on the same batch: array (seeds, cells, ...)."""
+    predict = jax.jit(jax.vmap(objective.predict, in_axes=(0, 0, None)))
+    n = jax.tree_util.tree_leaves(batch)[0].shape[0]
+    parts = [
+        np.asarray(predict(result.params, result.model_state,
+                           jax.tree_util.tree_map(lambda a: a[i : i + chunk], batch)))
+        for i in range(0, n, chunk)
+    ]
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(result.seeds), 0))
+

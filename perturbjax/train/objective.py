@@ -1,0 +1,75 @@
+"""What a model gives the training loop: a Flax module, its initialisation and its loss.
+
+The loop never looks inside a model. It calls `init` once per ensemble member, `loss` once per
+mini-batch (train mode: dropout on, BatchNorm statistics updated) and `validation_loss` once
+per epoch (eval mode). Subclasses define `loss` and `predict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import optax
+
+Batch = dict[str, jax.Array]
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """A Flax module plus the loss it is trained on."""
+
+    module: nn.Module
+
+    def init(self, key: jax.Array, batch: Batch) -> tuple[PyTree, PyTree]:
+        """(params, model_state) for one member; model_state holds e.g. BatchNorm statistics."""
+        params_key, dropout_key = jax.random.split(key)
+        variables = self.module.init(
+            {"params": params_key, "dropout": dropout_key}, *self.inputs(batch), train=False
+        )
+        params = variables.pop("params")
+        return params, dict(variables)
+
+    def apply_train(self, params: PyTree, model_state: PyTree, key: jax.Array, *args: Any,
+                    method: Any = None) -> tuple[Any, PyTree]:
+        """Forward pass in train mode; returns (outputs, updated model_state)."""
+        out, updates = self.module.apply(
+            {"params": params, **model_state}, *args, train=True, rngs={"dropout": key},
+            mutable=list(model_state), method=method,
+        )
+        return out, {**model_state, **updates}
+
+    def apply_eval(self, params: PyTree, model_state: PyTree, *args: Any,
+                   method: Any = None) -> Any:
+        """Forward pass in eval mode (no dropout, running BatchNorm statistics)."""
+        return self.module.apply({"params": params, **model_state}, *args, train=False,
+                                 method=method)
+
+    def inputs(self, batch: Batch) -> tuple[jax.Array, ...]:
+        """The positional inputs of the module's `__call__` for a batch."""
+        raise NotImplementedError
+
+    def loss(self, params: PyTree, model_state: PyTree, batch: Batch,
+             key: jax.Array) -> tuple[jax.Array, PyTree]:
+        """Scalar training loss of a batch and the updated model_state."""
+        raise NotImplementedError
+
+    def validation_loss(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
+        """Scalar loss in eval mode, used for best-epoch selection and early stopping."""
+        raise NotImplementedError
+
+    def predict(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
+        """The model's prediction for a batch, in eval mode."""
+        raise NotImplementedError
+
+    def train_step(self, params: PyTree, model_state: PyTree, opt_state: PyTree, batch: Batch,
+                   key: jax.Array, tx: Any) -> tuple[PyTree, PyTree, PyTree, jax.Array]:
+        """One optimiser update on a batch; models with alternating updates override this."""
+        (loss, model_state), grads = jax.value_and_grad(self.loss, has_aux=True)(
+            params, model_state, batch, key
+        )
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), model_state, opt_state, loss

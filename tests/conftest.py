@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny synthetic data and the location of the real development data."""
+
+from __future__ import annotations
+
+import pytest
+
+from perturbjax.data import SyntheticConfig, make_perturbation_data, shared_data_dir
+
+TINY = SyntheticConfig(n_types=3, n_genes=60, cells_per_group=40, n_program_genes=10,
+                       n_gated_genes=10, n_markers=5, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_adata():
+    return make_perturbation_data(TINY)
+
+
+@pytest.fixture(scope="session")
+def kang_path():
+    data = shared_data_dir()
+    path = data / "kang" / "valid_pbmc.h5ad" if data else None
+    if path is None or not path.is_file():
+        pytest.skip("real Kang data absent: set PERTURBJAX_DATA or place ../shared/data/kang")
+    return path
