@@ -48,7 +48,11 @@ class FiLM(nn.Module):
 
 
 class DenseBlock(nn.Module):
-    """Dense -> [BatchNorm] -> [FiLM(c)] -> LeakyReLU -> [Dropout]."""
+    """Dense -> [BatchNorm] -> [FiLM(c)] -> LeakyReLU -> [Dropout].
+
+    Before BatchNorm the Dense layer has no bias: BatchNorm subtracts it again, so its exact
+    gradient is zero and Adam would only amplify rounding noise in it.
+    """
 
     features: int
     batch_norm: bool = True
@@ -57,7 +61,7 @@ class DenseBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, c: jax.Array | None = None, *, train: bool) -> jax.Array:
-        h = nn.Dense(self.features, kernel_init=XAVIER)(x)
+        h = nn.Dense(self.features, use_bias=not self.batch_norm, kernel_init=XAVIER)(x)
         if self.batch_norm:
             h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(h)
         if self.film is not None:

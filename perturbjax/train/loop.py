@@ -84,6 +84,7 @@ class FitResult:
     `params` / `model_state` have a leading seeds axis (the learning rate with the lowest best
     validation loss for each seed); `learning_rate` is the chosen rate per seed.
     `train_loss` / `val_loss` are (members, epochs_run) with members ordered seed-major.
+    `devices` is the number of devices the members axis was sharded over.
     """
 
     seeds: tuple[int, ...]
@@ -94,6 +95,7 @@ class FitResult:
     epochs_run: int
     train_loss: np.ndarray
     val_loss: np.ndarray
+    devices: int = 1
 
 
 def make_optimizer(learning_rate: jax.Array | float, config: TrainConfig) -> optax.GradientTransformation:
@@ -284,7 +286,9 @@ def fit(
     finally:
         if checkpointer:
             checkpointer.close()
-    return _select(state, seeds, config, epochs_run)
+    result = _select(state, seeds, config, epochs_run)
+    result.devices = len(shardings[0].mesh.devices) if shardings else 1
+    return result
 
 
 def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,

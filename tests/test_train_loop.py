@@ -1,0 +1,193 @@
+import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from perturbjax.data import SYNTHETIC_SPEC
+from perturbjax.models import mtae
+from perturbjax.models.fitting import ConditionEncoding, batch_of
+from perturbjax.train import (
+    CheckpointMismatchError,
+    TrainConfig,
+    fit,
+    make_optimizer,
+    predict_members,
+)
+
+TINY_MODEL = mtae.MTAeConfig(hidden=(16,), latent=8, dropout=0.1, input_dropout=0.1)
+CONFIG = TrainConfig(epochs=6, batch_size=16, learning_rates=(3e-3,), warmup_steps=5,
+                     patience=None, select_best=False)
+
+
+@pytest.fixture(scope="module")
+def batches(tiny_adata):
+    encoding = ConditionEncoding.from_adata(tiny_adata, SYNTHETIC_SPEC)
+    codes = encoding.codes(tiny_adata, SYNTHETIC_SPEC)
+    val = np.arange(tiny_adata.n_obs) % 5 == 0
+    return (batch_of(tiny_adata[~val], codes[~val]), batch_of(tiny_adata[val], codes[val]),
+            mtae.build(TINY_MODEL, tiny_adata.n_vars, len(encoding.labels)))
+
+
+def _leaves(tree):
+    return [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
+
+
+def _assert_trees_equal(a, b):
+    for x, y in zip(_leaves(a), _leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_same_seed_gives_bitwise_identical_parameters(batches):
+    train, val, objective = batches
+    first = fit(objective, train, val, [1, 2], CONFIG)
+    again = fit(objective, train, val, [1, 2], CONFIG)
+    _assert_trees_equal(first.params, again.params)
+    np.testing.assert_array_equal(first.val_loss, again.val_loss)
+
+
+def test_different_seeds_give_different_parameters(batches):
+    train, val, objective = batches
+    result = fit(objective, train, val, [1, 2], CONFIG)
+    kernels = [a for a in _leaves(result.params) if a.ndim == 3]
+    assert not np.allclose(kernels[0][0], kernels[0][1])
+
+
+def test_vmapped_seeds_match_seeds_trained_one_by_one(batches):
+    # Parameters are compared through what they compute: biases that BatchNorm cancels have
+    # an exact gradient of zero, so Adam turns rounding noise in them into steps of any sign,
+    # which changes the parameters but not the function.
+    train, val, objective = batches
+    together = fit(objective, train, val, [1, 2], CONFIG)
+    joint = predict_members(objective, together, val)
+    for i, seed in enumerate((1, 2)):
+        alone = fit(objective, train, val, [seed], CONFIG)
+        np.testing.assert_allclose(together.val_loss[i], alone.val_loss[0], rtol=5e-3)
+        np.testing.assert_allclose(joint[i], predict_members(objective, alone, val)[0],
+                                   rtol=2e-2, atol=2e-2)
+
+
+def test_training_lowers_the_validation_loss(batches):
+    train, val, objective = batches
+    result = fit(objective, train, val, [1], dataclasses.replace(CONFIG, epochs=30))
+    assert result.val_loss[0, -1] < 0.8 * result.val_loss[0, 0]
+
+
+def test_best_epoch_is_the_lowest_validation_loss_and_early_stopping_halts(batches):
+    train, val, objective = batches
+    config = dataclasses.replace(CONFIG, epochs=200, patience=3, select_best=True,
+                                 learning_rates=(3e-2,))
+    result = fit(objective, train, val, [1, 2], config)
+    assert result.epochs_run < 200
+    for member, best in enumerate(result.best_epoch):
+        window = result.val_loss[member, : best + 3 + 1]  # epochs while it still waited
+        assert best == np.argmin(window)
+    # It stopped at the first epoch at which every member had waited `patience` epochs.
+    assert (result.epochs_run - 1 - result.best_epoch).min() == 3
+
+
+def test_learning_rate_is_chosen_on_the_validation_loss(batches):
+    train, val, objective = batches
+    config = dataclasses.replace(CONFIG, epochs=10, learning_rates=(1e-9, 3e-3),
+                                 select_best=True)
+    result = fit(objective, train, val, [1, 2], config)
+    np.testing.assert_allclose(result.learning_rate, [3e-3, 3e-3], rtol=1e-6)
+    assert result.train_loss.shape == (4, 10)
+
+
+def test_warmup_starts_from_zero_and_reaches_the_learning_rate():
+    params = {"w": jnp.ones(3)}
+    tx = make_optimizer(0.1, TrainConfig(warmup_steps=4))
+    state = tx.init(params)
+    sizes = []
+    for _ in range(6):
+        updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+        sizes.append(float(jnp.abs(updates["w"][0])))
+    np.testing.assert_allclose(sizes, [0.0, 0.025, 0.05, 0.075, 0.1, 0.1], rtol=1e-3)
+
+
+def test_killed_run_resumes_to_the_same_final_parameters(batches, tmp_path):
+    train, val, objective = batches
+    config = dataclasses.replace(CONFIG, checkpoint_every=2)
+    uninterrupted = fit(objective, train, val, [1, 2], config, workdir=tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_epoch_4(epoch, state):
+        if epoch == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(objective, train, val, [1, 2], config, workdir=tmp_path / "cut",
+            on_epoch=kill_at_epoch_4)
+    resumed_from = []
+    resumed = fit(objective, train, val, [1, 2], config, workdir=tmp_path / "cut",
+                  on_epoch=lambda e, s: resumed_from.append(e))
+    assert resumed_from[0] == 4  # epochs 0-3 came from the checkpoint after epoch 4
+    _assert_trees_equal(uninterrupted.params, resumed.params)
+    np.testing.assert_array_equal(uninterrupted.train_loss, resumed.train_loss)
+
+
+def test_resume_with_another_configuration_is_refused(batches, tmp_path):
+    train, val, objective = batches
+    config = dataclasses.replace(CONFIG, checkpoint_every=2)
+    fit(objective, train, val, [1], config, workdir=tmp_path)
+    with pytest.raises(CheckpointMismatchError, match="different run"):
+        fit(objective, train, val, [1], dataclasses.replace(config, batch_size=8),
+            workdir=tmp_path)
+
+
+def test_non_finite_loss_stops_training_with_a_clear_error(batches):
+    train, val, objective = batches
+
+    @dataclasses.dataclass(frozen=True)
+    class Exploding(type(objective)):
+        def loss(self, params, model_state, batch, key):
+            loss, model_state = super().loss(params, model_state, batch, key)
+            return loss * jnp.nan, model_state
+
+    broken = Exploding(objective.module, n_conditions=objective.n_conditions)
+    with pytest.raises(FloatingPointError, match="non-finite training loss at epoch 1"):
+        fit(broken, train, val, [1], CONFIG)
+
+
+def test_batch_larger_than_the_data_is_refused(batches):
+    train, val, objective = batches
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        fit(objective, train, val, [1], dataclasses.replace(CONFIG, batch_size=10_000))
+
+
+def test_seed_axis_shards_over_two_devices_with_the_same_result(tmp_path):
+    script = textwrap.dedent("""
+        import jax, numpy as np
+        from perturbjax.data import SYNTHETIC_SPEC, make_perturbation_data
+        from perturbjax.models import mtae
+        from perturbjax.models.fitting import ConditionEncoding, batch_of
+        from tests.conftest import TINY
+        from tests.test_train_loop import CONFIG, TINY_MODEL
+        from perturbjax.train import fit
+        assert jax.device_count() == 2
+        adata = make_perturbation_data(TINY)
+        enc = ConditionEncoding.from_adata(adata, SYNTHETIC_SPEC)
+        codes = enc.codes(adata, SYNTHETIC_SPEC)
+        objective = mtae.build(TINY_MODEL, adata.n_vars, 2)
+        data = batch_of(adata, codes)
+        both = fit(objective, data, data, [1, 2], CONFIG)
+        one = fit(objective, data, data, [2], CONFIG)
+        assert both.devices == 2 and one.devices == 1, (both.devices, one.devices)
+        np.testing.assert_allclose(both.val_loss[1], one.val_loss[0], rtol=5e-3)
+        print("sharded ok")
+    """)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=root,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "sharded ok" in out.stdout
