@@ -135,7 +135,8 @@ def test_synthetic_response_differs_by_type_beyond_the_mean_shift():
     # The observed log-expression change follows the true effect.
     types = adata.obs["cell_type"].astype(str).to_numpy()
     stim = (adata.obs["condition"] == "stimulated").to_numpy()
-    observed = adata.X[(types == "type_0") & stim].mean(0) - adata.X[(types == "type_0") & ~stim].mean(0)
+    first = types == "type_0"
+    observed = adata.X[first & stim].mean(0) - adata.X[first & ~stim].mean(0)
     assert np.corrcoef(observed[responders], effect[0, responders])[0, 1] > 0.8
 
 

@@ -1,8 +1,8 @@
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
-import anndata as ad
 from scipy.spatial.distance import cdist
 from scipy.special import logsumexp
 from scipy.stats import pearsonr
@@ -101,7 +101,8 @@ def test_subsampled_r2_is_the_mean_over_draws_of_80_percent():
     real, pred = rng.random((50, 30)), rng.random((40, 30))
     draws = np.random.default_rng(5)
     expected = np.mean([
-        r2_of_means(real[draws.choice(50, 40, replace=False)], pred[draws.choice(40, 32, replace=False)])
+        r2_of_means(real[draws.choice(50, 40, replace=False)],
+                    pred[draws.choice(40, 32, replace=False)])
         for _ in range(10)
     ])
     assert r2_subsampled(real, pred, n_draws=10, seed=5) == pytest.approx(expected)

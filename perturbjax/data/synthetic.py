@@ -28,11 +28,11 @@ class SyntheticConfig:
     """Size and difficulty of the synthetic single-perturbation data set."""
 
     n_types: int = 6
-    n_genes: int = 1000
-    cells_per_group: int = 200  # cells per (type, condition)
+    n_genes: int = 500
+    cells_per_group: int = 150  # cells per (type, condition)
     n_factors: int = 4
-    n_program_genes: int = 60
-    n_gated_genes: int = 60
+    n_program_genes: int = 40
+    n_gated_genes: int = 40
     n_markers: int = 20
     state_noise: float = 0.35
     dispersion: float = 5.0  # NB shape: variance = mu + mu^2 / dispersion

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 
 from perturbjax import plots

@@ -11,10 +11,9 @@ member for logging, early stopping and checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import logging
 
 import flax.struct
 import jax
@@ -98,7 +97,8 @@ class FitResult:
     devices: int = 1
 
 
-def make_optimizer(learning_rate: jax.Array | float, config: TrainConfig) -> optax.GradientTransformation:
+def make_optimizer(learning_rate: jax.Array | float,
+                   config: TrainConfig) -> optax.GradientTransformation:
     """Adam with an optional L2 penalty and linear warm-up; `learning_rate` may be traced."""
     warmup = config.warmup_steps
 
@@ -316,10 +316,9 @@ def predict_members(objective: Objective, result: FitResult, batch: Batch,
     """`objective.predict` for every seed on the same batch: array (seeds, cells, ...)."""
     predict = jax.jit(jax.vmap(objective.predict, in_axes=(0, 0, None)))
     n = jax.tree_util.tree_leaves(batch)[0].shape[0]
-    parts = [
-        np.asarray(predict(result.params, result.model_state,
-                           jax.tree_util.tree_map(lambda a: a[i : i + chunk], batch)))
-        for i in range(0, n, chunk)
-    ]
+    parts = []
+    for start in range(0, n, chunk):
+        rows = {key: value[start : start + chunk] for key, value in batch.items()}
+        parts.append(np.asarray(predict(result.params, result.model_state, rows)))
     return np.concatenate(parts, axis=1) if parts else np.zeros((len(result.seeds), 0))
 
