@@ -71,7 +71,7 @@ def test_wasserstein_equals_a_numpy_log_domain_sinkhorn(groups):
     x, y = groups[0][:80].astype(np.float64), groups[1][:120].astype(np.float64)
     cost = cdist(x, y, "sqeuclidean")
     eps = 0.05 * cost.std()
-    assert D.sinkhorn_epsilon(x, y) == pytest.approx(eps, rel=1e-4)
+    assert float(D.sinkhorn_epsilon(x, y)) == pytest.approx(eps, rel=1e-4)
     log_a, log_b = np.full(len(x), -np.log(len(x))), np.full(len(y), -np.log(len(y)))
     f, g = np.zeros(len(x)), np.zeros(len(y))
     for _ in range(5000):

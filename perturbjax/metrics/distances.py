@@ -97,20 +97,16 @@ def mmd_rbf(x: jax.Array, y: jax.Array, gamma: float = 1.0) -> jax.Array:
 
 
 @jax.jit
-def _sinkhorn_cost(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-    geom = pointcloud.PointCloud(x, y)
-    return linear.solve(geom).reg_ot_cost, geom.epsilon
-
-
 def wasserstein(x: jax.Array, y: jax.Array) -> jax.Array:
     """Entropic OT cost (ott-jax Sinkhorn `reg_ot_cost`), uniform weights, squared-Euclidean
     cost, ott-jax's default epsilon (0.05 x std of the cost; see `sinkhorn_epsilon`)."""
-    return _sinkhorn_cost(jnp.asarray(x), jnp.asarray(y))[0]
+    return linear.solve(pointcloud.PointCloud(x, y)).reg_ot_cost
 
 
-def sinkhorn_epsilon(x: jax.Array, y: jax.Array) -> float:
-    """The epsilon ott-jax's default chooses for this pair of groups (reported with results)."""
-    return float(_sinkhorn_cost(jnp.asarray(x), jnp.asarray(y))[1])
+@jax.jit
+def sinkhorn_epsilon(x: jax.Array, y: jax.Array) -> jax.Array:
+    """The epsilon that ott-jax's default gives `wasserstein(x, y)` (reported with results)."""
+    return pointcloud.PointCloud(x, y).epsilon
 
 
 DISTANCES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
@@ -126,9 +122,10 @@ DISTANCES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
 def compare_distances(real: np.ndarray, pred: np.ndarray, control: np.ndarray) -> dict[str, float]:
     """Each distance d(real, pred), and pertpy's "simple" ratio d(real, pred) / d(control, pred).
 
-    A ratio below 1 means the prediction lies closer to the real perturbed cells than to the
-    control cells; it is NaN when d(control, pred) vanishes next to d(real, pred) (below 1e-6
-    of it: a prediction equal to the control, up to float32 rounding).
+    `wasserstein_epsilon` is the Sinkhorn epsilon of the (real, pred) pair. A ratio below 1
+    means the prediction lies closer to the real perturbed cells than to the control cells; it
+    is NaN when d(control, pred) vanishes next to d(real, pred) (below 1e-6 of it: a
+    prediction equal to the control, up to float32 rounding).
     """
     real, pred, control = (jnp.asarray(a, jnp.float32) for a in (real, pred, control))
     out = {}
@@ -137,4 +134,5 @@ def compare_distances(real: np.ndarray, pred: np.ndarray, control: np.ndarray) -
         to_control = float(distance(control, pred))
         out[name] = raw
         out[f"{name}_ratio"] = raw / to_control if to_control > 1e-6 * abs(raw) else float("nan")
+    out["wasserstein_epsilon"] = float(sinkhorn_epsilon(real, pred))
     return out

@@ -32,7 +32,7 @@ from perturbjax.data import (
 from perturbjax.data.splits import HoldOut
 from perturbjax.files import markdown_table, write_csv, write_text
 from perturbjax.metrics import HeldOutReference, evaluate_prediction, penalty_ranking
-from perturbjax.metrics.distances import DISTANCES, sinkhorn_epsilon
+from perturbjax.metrics.distances import DISTANCES
 from perturbjax.models import LEARNED, REFERENCES, check_model_names
 from perturbjax.models.fitting import ConditionEncoding, fit_on_anndata, predict_anndata
 
@@ -99,7 +99,7 @@ def _rows(model: str, context: str, condition: str, seeds, scores: list[dict],
 
 
 def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
-                      workdir: Path) -> tuple[list[dict], dict]:
+                      workdir: Path) -> list[dict]:
     """Train, predict and score every model on one held-out context."""
     spec = config.spec
     perturbations = [c for c in encoding.labels if c != str(spec.control_value)
@@ -153,10 +153,7 @@ def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEnco
                                     workdir / "figures" / f"pca_{tag}.png",
                                     title=f"held out {split.context}, {condition} "
                                           "(PCA of real cells)")
-    eps = sinkhorn_epsilon(*(references[perturbations[0]].pca.transform(a) for a in
-                             (references[perturbations[0]].real,
-                              references[perturbations[0]].control)))
-    return rows, {"sinkhorn_epsilon_example": eps}
+    return rows
 
 
 def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -195,18 +192,16 @@ def run(config: OODConfig, workdir: str | Path) -> OODResults:
     spec = config.spec
     contexts = list(config.held_out) or sorted(adata.obs[spec.context_key].astype(str).unique())
     encoding = ConditionEncoding.from_adata(adata, spec)
-    rows, notes = [], {}
+    rows = []
     for i, context in enumerate(contexts):
         log.info("held-out context %s (%d/%d)", context, i + 1, len(contexts))
         split = select_hvgs(hold_out(adata, spec, context), config.n_top_genes)
-        context_rows, notes[context] = _evaluate_context(split, config, encoding, workdir)
-        rows += context_rows
+        rows += _evaluate_context(split, config, encoding, workdir)
         write_csv(workdir / "metrics.csv", pd.DataFrame(rows))
     metrics = pd.DataFrame(rows)
     ranking, summary = summarize(metrics)
     write_text(workdir / "summary.md", summary)
     write_csv(workdir / "ranking.csv", ranking, index=True)
-    write_text(workdir / "notes.json", json.dumps(notes, indent=2))
     if config.figures:
         plots.metric_bars(metrics, SUMMARY_METRICS, workdir / "figures" / "metric_bars.png")
     return OODResults(metrics=metrics, ranking=ranking, summary=summary)

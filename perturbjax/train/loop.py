@@ -286,13 +286,12 @@ def fit(
     finally:
         if checkpointer:
             checkpointer.close()
-    result = _select(state, seeds, config, epochs_run)
-    result.devices = len(shardings[0].mesh.devices) if shardings else 1
-    return result
+    return _select(state, seeds, config, epochs_run,
+                   devices=len(jax.devices()) if shardings else 1)
 
 
 def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
-            epochs_run: int) -> FitResult:
+            epochs_run: int, devices: int) -> FitResult:
     """Per seed, the learning rate with the lowest best validation loss."""
     n_rates = len(config.learning_rates)
     best_val = np.asarray(state.best_val).reshape(len(seeds), n_rates)
@@ -307,7 +306,7 @@ def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
         else np.full(len(seeds), epochs_run - 1),
         epochs_run=epochs_run,
         train_loss=np.asarray(state.train_loss)[:, :epochs_run],
-        val_loss=np.asarray(state.val_loss)[:, :epochs_run],
+        val_loss=np.asarray(state.val_loss)[:, :epochs_run], devices=devices,
     )
 
 
