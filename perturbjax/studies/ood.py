@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from perturbjax import plots
@@ -91,68 +92,83 @@ def load_dataset(config: OODConfig) -> ad.AnnData:
     return normalize_log1p(adata) if config.counts else adata
 
 
-def _rows(model: str, context: str, condition: str, seeds, scores: list[dict],
-          extra: list[dict] | None = None) -> list[dict]:
-    extra = extra or [{}] * len(scores)
-    return [{"model": model, "context": context, "condition": condition, "seed": seed,
-             **info, **s} for seed, s, info in zip(seeds, scores, extra, strict=True)]
+Predictions = dict[str, list[np.ndarray]]  # condition -> one (cells x genes) array per seed
+
+
+def _predict_reference(model: str, split: HoldOut, config: OODConfig,
+                       conditions: list[str]) -> tuple[Predictions, list[dict]]:
+    """A deterministic reference: one prediction per condition, no seed."""
+    return {c: [REFERENCES[model](split, config.spec, c)] for c in conditions}, [{"seed": None}]
+
+
+def _predict_learned(model: str, split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
+                     conditions: list[str], workdir: Path) -> tuple[Predictions, list[dict]]:
+    """Train every seed of a learned model as one program, then predict each condition."""
+    family = LEARNED[model]
+    model_config, train_config = family.config(config.configuration)
+    if config.epochs is not None:
+        train_config = dataclasses.replace(train_config, epochs=config.epochs)
+    train_config = dataclasses.replace(train_config, checkpoint_every=config.checkpoint_every)
+    objective = family.build(model_config, split.train.n_vars, len(encoding.labels))
+    started = time.perf_counter()
+    result = fit_on_anndata(
+        objective, train_config, split.train, config.spec, encoding, config.seeds,
+        workdir=workdir / "checkpoints" / model / split.context,
+        fingerprint={"model": model, "configuration": config.configuration,
+                     "model_config": dataclasses.asdict(model_config)},
+    )
+    seconds = time.perf_counter() - started
+    runs = [{"seed": seed, "epochs_run": result.epochs_run, "best_epoch": int(best) + 1,
+             "learning_rate": float(lr), "train_seconds": seconds}
+            for seed, best, lr in zip(result.seeds, result.best_epoch, result.learning_rate,
+                                      strict=True)]
+    predictions = {c: [p.X for p in predict_anndata(objective, result, split.control,
+                                                    config.spec, encoding, c)]
+                   for c in conditions}
+    return predictions, runs
+
+
+def _write_figures(split: HoldOut, references: dict[str, HeldOutReference],
+                   first_seed: dict[str, dict[str, np.ndarray]], workdir: Path) -> None:
+    for condition, predictions in first_seed.items():
+        ref = references[condition]
+        tag = f"{split.context}_{condition}".replace("/", "_").replace(" ", "_")
+        title = f"held out {split.context}, {condition}"
+        plots.mean_scatter(ref.real, predictions, ref.subsets["top100"],
+                           workdir / "figures" / f"means_{tag}.png", title=title)
+        groups = {"control": ref.control, "real": ref.real, **predictions}
+        plots.embedding_scatter({k: ref.pca.transform(v) for k, v in groups.items()},
+                                workdir / "figures" / f"pca_{tag}.png",
+                                title=f"{title} (PCA of real cells)")
 
 
 def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
                       workdir: Path) -> list[dict]:
-    """Train, predict and score every model on one held-out context."""
-    spec = config.spec
-    perturbations = [c for c in encoding.labels if c != str(spec.control_value)
-                     and (split.truth.obs[spec.condition_key].astype(str) == c).any()]
-    references = {}
-    for condition in perturbations:
-        real = split.truth[split.truth.obs[spec.condition_key].astype(str) == condition]
-        references[condition] = HeldOutReference.build(split.control.X, real.X,
-                                                       split.control.var_names)
-    rows, first_seed_predictions = [], {c: {} for c in perturbations}
+    """Predict with every model on one held-out context and score each prediction."""
+    condition_of = split.truth.obs[config.condition_key].astype(str)
+    conditions = [c for c in encoding.labels
+                  if c != str(config.control_value) and (condition_of == c).any()]
+    references = {
+        c: HeldOutReference.build(split.control.X, split.truth.X[(condition_of == c).to_numpy()],
+                                  split.control.var_names)
+        for c in conditions
+    }
+    rows, first_seed = [], {c: {} for c in conditions}
     for model in config.models:
         if model in REFERENCES:
-            for condition in perturbations:
-                pred = REFERENCES[model](split, spec, condition)
-                score = evaluate_prediction(references[condition], pred)
-                rows += _rows(model, split.context, condition, [None], [score])
-                first_seed_predictions[condition][model] = pred
-            continue
-        family = LEARNED[model]
-        model_config, train_config = family.config(config.configuration)
-        if config.epochs is not None:
-            train_config = dataclasses.replace(train_config, epochs=config.epochs)
-        train_config = dataclasses.replace(train_config, checkpoint_every=config.checkpoint_every)
-        objective = family.build(model_config, split.train.n_vars, len(encoding.labels))
-        started = time.perf_counter()
-        result = fit_on_anndata(
-            objective, train_config, split.train, spec, encoding, config.seeds,
-            workdir=workdir / "checkpoints" / model / split.context,
-            fingerprint={"model": model, "configuration": config.configuration,
-                         "model_config": dataclasses.asdict(model_config)},
-        )
-        seconds = time.perf_counter() - started
-        info = [{"epochs_run": result.epochs_run, "best_epoch": int(b) + 1,
-                 "learning_rate": float(lr), "train_seconds": seconds}
-                for b, lr in zip(result.best_epoch, result.learning_rate, strict=True)]
-        for condition in perturbations:
-            preds = predict_anndata(objective, result, split.control, spec, encoding, condition)
-            scores = [evaluate_prediction(references[condition], p.X, seed=s)
-                      for p, s in zip(preds, config.seeds, strict=True)]
-            rows += _rows(model, split.context, condition, config.seeds, scores, info)
-            first_seed_predictions[condition][model] = preds[0].X
+            predictions, runs = _predict_reference(model, split, config, conditions)
+        else:
+            predictions, runs = _predict_learned(model, split, config, encoding, conditions,
+                                                 workdir)
+        for condition, per_seed in predictions.items():
+            first_seed[condition][model] = per_seed[0]
+            for run_info, pred in zip(runs, per_seed, strict=True):
+                scores = evaluate_prediction(references[condition], pred,
+                                             seed=run_info["seed"] or 0)
+                rows.append({"model": model, "context": split.context, "condition": condition,
+                             **run_info, **scores})
     if config.figures:
-        for condition, predictions in first_seed_predictions.items():
-            ref = references[condition]
-            tag = f"{split.context}_{condition}".replace("/", "_").replace(" ", "_")
-            plots.mean_scatter(ref.real, predictions, ref.subsets["top100"],
-                               workdir / "figures" / f"means_{tag}.png",
-                               title=f"held out {split.context}, {condition}")
-            groups = {"control": ref.control, "real": ref.real, **predictions}
-            plots.embedding_scatter({k: ref.pca.transform(v) for k, v in groups.items()},
-                                    workdir / "figures" / f"pca_{tag}.png",
-                                    title=f"held out {split.context}, {condition} "
-                                          "(PCA of real cells)")
+        _write_figures(split, references, first_seed, workdir)
     return rows
 
 
@@ -165,7 +181,8 @@ def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         mean, sd = stats[(metric, "mean")], stats[(metric, "std")].fillna(0.0)
         table[metric] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd, strict=True)]
     table = table.loc[ranking.index]
-    per_context = metrics.pivot_table(index="context", columns="model", values="edistance")
+    per_context = {m: metrics.pivot_table(index="context", columns="model", values=m)
+                   for m in ("edistance", "r2_top100")}
     text = "\n\n".join([
         "# OOD benchmark summary",
         f"{metrics['context'].nunique()} held-out contexts, "
@@ -176,7 +193,10 @@ def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         "## Metrics", markdown_table(table),
         "## Penalty ranking (lower is better)",
         markdown_table(ranking[["penalty", "rank"]]),
-        "## E-distance per held-out context", markdown_table(per_context),
+        "## E-distance per held-out context (mean over seeds and conditions)",
+        markdown_table(per_context["edistance"]),
+        "## R² over the top-100 DEGs per held-out context",
+        markdown_table(per_context["r2_top100"]),
     ])
     return ranking, text + "\n"
 
