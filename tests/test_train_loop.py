@@ -134,6 +134,22 @@ def test_killed_run_resumes_to_the_same_final_parameters(batches, tmp_path):
     np.testing.assert_array_equal(uninterrupted.train_loss, resumed.train_loss)
 
 
+def test_resuming_an_early_stopped_run_stops_at_the_same_epoch(batches, tmp_path):
+    train, val, objective = batches
+    config = dataclasses.replace(CONFIG, epochs=200, patience=2, select_best=False,
+                                 learning_rates=(3e-2,), checkpoint_every=1)
+    whole = fit(objective, train, val, [1], config, workdir=tmp_path)
+    assert whole.epochs_run < 200
+    again = fit(objective, train, val, [1], config, workdir=tmp_path)  # from its last checkpoint
+    assert again.epochs_run == whole.epochs_run
+    _assert_trees_equal(whole.params, again.params)
+
+
+def test_invalid_train_config_is_refused_with_every_problem_named():
+    with pytest.raises(ValueError, match="patience.*validation_fraction"):
+        TrainConfig(patience=0, validation_fraction=1.5)
+
+
 def test_resume_with_another_configuration_is_refused(batches, tmp_path):
     train, val, objective = batches
     config = dataclasses.replace(CONFIG, checkpoint_every=2)

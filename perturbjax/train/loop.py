@@ -58,6 +58,22 @@ class TrainConfig:
     validation_fraction: float = 0.1
     checkpoint_every: int = 0
 
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1 or self.batch_size < 1:
+            problems.append(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) "
+                            "must be at least 1")
+        if not self.learning_rates or min(self.learning_rates) <= 0:
+            problems.append(f"learning_rates {self.learning_rates} must be non-empty and > 0")
+        if self.patience is not None and self.patience < 1:
+            problems.append(f"patience ({self.patience}) must be None or at least 1")
+        if not 0.0 < self.validation_fraction < 1.0:
+            problems.append(f"validation_fraction ({self.validation_fraction}) must lie in (0, 1)")
+        if self.warmup_steps < 0 or self.checkpoint_every < 0:
+            problems.append("warmup_steps and checkpoint_every must be >= 0")
+        if problems:
+            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -264,6 +280,12 @@ def fit(
     epochs_run = start
     try:
         for epoch in range(start, config.epochs):
+            # Checked before the epoch, so a run resumed from its last checkpoint stops where
+            # the uninterrupted run stopped.
+            if epoch > 0 and _patience_exhausted(state, epoch - 1, config.patience):
+                log.info("early stop after epoch %d: no member improved for %d epochs",
+                         epoch, config.patience)
+                break
             state = trainer.run_epoch(state, train, validation, epoch)
             epochs_run = epoch + 1
             losses = np.asarray(state.train_loss[:, epoch])
@@ -277,17 +299,17 @@ def fit(
             (on_epoch or (lambda e, s: log_epoch(e, s, config.epochs)))(epoch, state)
             if checkpointer and epochs_run % config.checkpoint_every == 0:
                 checkpointer.save(epochs_run, state)
-            if config.patience is not None and np.all(
-                epoch - np.asarray(state.best_epoch) >= config.patience
-            ):
-                log.info("early stop after epoch %d: no member improved for %d epochs",
-                             epochs_run, config.patience)
-                break
     finally:
         if checkpointer:
             checkpointer.close()
     return _select(state, seeds, config, epochs_run,
                    devices=len(jax.devices()) if shardings else 1)
+
+
+def _patience_exhausted(state: TrainState, last_epoch: int, patience: int | None) -> bool:
+    """Whether every member went `patience` epochs without improving by `last_epoch`."""
+    return patience is not None and bool(
+        np.all(last_epoch - np.asarray(state.best_epoch) >= patience))
 
 
 def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
