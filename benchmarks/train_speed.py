@@ -1,5 +1,9 @@
 """Epoch time of MTAe for 1 vs 3 vmapped seeds, batch 64 and 256, with achieved GFLOP/s.
 
+Both batch orders are measured: each seed shuffling on its own (the default) and one order
+shared by all seeds (`TrainConfig.shared_batch_order`), where vmap makes each layer one wide
+matmul.
+
 The peer is the same loop run for one seed at a time (three sequential runs), measured in the
 same process; the matmul peak is a float32 jnp.dot measured in the same run. Uses the Kang
 validation file when present (PERTURBJAX_DATA or ../shared/data), else the synthetic data.
@@ -76,19 +80,22 @@ def main() -> None:
     peak = matmul_peak()
     print(f"data: {name}, {adata.n_obs} cells x {adata.n_vars} genes; devices: {jax.devices()}")
     print(f"matmul peak (float32 2048^3 jnp.dot): {peak:.1f} GFLOP/s\n")
-    print("| batch | seeds | s/epoch | 3 sequential single-seed epochs (s) | ratio | GFLOP/s "
-          "| % of peak |")
-    print("|---|---|---|---|---|---|---|")
-    for batch in (64, 256):
-        config = dataclasses.replace(base, batch_size=batch, learning_rates=(1e-3,),
-                                     epochs=args.epochs + 1)
-        one, one_flops = epoch_seconds(objective, config, [1], data, args.epochs)
-        three, three_flops = epoch_seconds(objective, config, [1, 2, 19193], data, args.epochs)
-        for seeds, seconds, flops in ((1, one, one_flops), (3, three, three_flops)):
-            rate = flops / seconds / 1e9
-            ratio = f"{seconds / (3 * one):.2f}" if seeds == 3 else "-"
-            print(f"| {batch} | {seeds} | {seconds:.3f} | {3 * one:.3f} | {ratio} | "
-                  f"{rate:.1f} | {100 * rate / peak:.0f}% |")
+    print("| batch order | batch | seeds | s/epoch | 3 sequential single-seed epochs (s) | "
+          "ratio | GFLOP/epoch | GFLOP/s | % of peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for shared in (False, True):
+        for batch in (64, 256):
+            config = dataclasses.replace(base, batch_size=batch, learning_rates=(1e-3,),
+                                         epochs=args.epochs + 1, shared_batch_order=shared)
+            one, one_flops = epoch_seconds(objective, config, [1], data, args.epochs)
+            three, three_flops = epoch_seconds(objective, config, [1, 2, 19193], data,
+                                               args.epochs)
+            for seeds, seconds, flops in ((1, one, one_flops), (3, three, three_flops)):
+                rate = flops / seconds / 1e9
+                ratio = f"{seconds / (3 * one):.2f}" if seeds == 3 else "-"
+                print(f"| {'shared' if shared else 'per seed'} | {batch} | {seeds} | "
+                      f"{seconds:.3f} | {3 * one:.3f} | {ratio} | {flops / 1e9:.1f} | "
+                      f"{rate:.1f} | {100 * rate / peak:.0f}% |")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +15,7 @@ from perturbjax.models import mtae
 from perturbjax.models.fitting import ConditionEncoding, batch_of
 from perturbjax.train import (
     CheckpointMismatchError,
+    Objective,
     TrainConfig,
     fit,
     make_optimizer,
@@ -207,3 +209,33 @@ def test_seed_axis_shards_over_two_devices_with_the_same_result(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "sharded ok" in out.stdout
+
+
+class _Linear(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train):
+        return nn.Dense(1)(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class _BatchMean(Objective):
+    """A loss that reports which cells a step saw: the mean of its batch (no learning)."""
+
+    def inputs(self, batch):
+        return (batch["x"],)
+
+    def loss(self, params, model_state, batch, key):
+        return jnp.mean(batch["x"]) + 0.0 * jnp.sum(params["Dense_0"]["kernel"]), model_state
+
+    def validation_loss(self, params, model_state, batch):
+        return jnp.float32(0.0)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_shared_batch_order_gives_every_seed_the_same_batches(shared):
+    x = jnp.arange(50.0)[:, None] ** 2  # 50 cells, batch 8: two cells are dropped per epoch
+    objective = _BatchMean(_Linear())
+    config = TrainConfig(epochs=3, batch_size=8, patience=None, shared_batch_order=shared)
+    result = fit(objective, {"x": x}, {"x": x}, [1, 2, 3], config)
+    same = np.allclose(result.train_loss[0], result.train_loss[1:])
+    assert same == shared
