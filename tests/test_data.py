@@ -175,3 +175,17 @@ def test_normalize_log1p_rejects_negative_counts(tiny_adata):
     adata.X[0, 0] = -1
     with pytest.raises(ValueError, match="negative values"):
         normalize_log1p(adata)
+
+
+def test_kang_loader_concatenates_train_and_valid_files(tiny_adata, tmp_path):
+    half = tiny_adata.n_obs // 2
+    tiny_adata[:half].write_h5ad(tmp_path / "train_pbmc.h5ad")
+    tiny_adata[half:].write_h5ad(tmp_path / "valid_pbmc.h5ad")
+    both = load_kang(tmp_path)
+    assert both.n_obs == tiny_adata.n_obs
+    assert both.obs["split"].value_counts().to_dict() == {
+        "train": half, "valid": tiny_adata.n_obs - half}
+    np.testing.assert_array_equal(both.X, tiny_adata.X)
+    assert load_kang(tmp_path, splits=("train",)).n_obs == half
+    with pytest.raises(ValueError, match="unknown Kang splits \\['test'\\]"):
+        load_kang(tmp_path, splits=("test",))

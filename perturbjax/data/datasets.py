@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from perturbjax.data.schema import KANG_SPEC, DataValidationError, PerturbationSpec, validate
@@ -26,27 +27,35 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+def _read(path: Path) -> ad.AnnData:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such h5ad file")
+    try:
+        return ad.read_h5ad(path)
+    except OSError as err:
+        raise DataValidationError(f"{path}: not a readable h5ad file ({err})") from err
+
+
+def _checked(adata: ad.AnnData, spec: PerturbationSpec, held_out: Sequence[str] | None,
+             source: str) -> ad.AnnData:
+    """Validate, then densify X as float32 and make the key columns categorical strings."""
+    validate(adata, spec, held_out=held_out, source=source)
+    adata.X = (adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)).astype(
+        np.float32
+    )
+    for key in (spec.context_key, spec.condition_key):
+        adata.obs[key] = adata.obs[key].astype(str).astype("category")
+    adata.uns["source"] = source
+    return adata
+
+
 def load_h5ad(
     path: str | os.PathLike,
     spec: PerturbationSpec,
     held_out: Sequence[str] | None = None,
 ) -> ad.AnnData:
-    """Read an h5ad file into memory, densify X as float32 and validate it against `spec`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such h5ad file")
-    try:
-        adata = ad.read_h5ad(path)
-    except OSError as err:
-        raise DataValidationError(f"{path}: not a readable h5ad file ({err})") from err
-    validate(adata, spec, held_out=held_out, source=str(path))
-    adata.X = (adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)).astype(
-        np.float32
-    )
-    adata.obs[spec.context_key] = adata.obs[spec.context_key].astype(str).astype("category")
-    adata.obs[spec.condition_key] = adata.obs[spec.condition_key].astype(str).astype("category")
-    adata.uns["source"] = str(path)
-    return adata
+    """Read an h5ad file into memory, validate it against `spec`, densify X as float32."""
+    return _checked(_read(Path(path)), spec, held_out, str(path))
 
 
 def load_kang(
@@ -55,8 +64,8 @@ def load_kang(
 ) -> ad.AnnData:
     """scGen's Kang 2018 PBMC files (`train_pbmc.h5ad`, `valid_pbmc.h5ad`), log-normalised.
 
-    Reads whichever of the requested splits exist in `data_dir` (at least one must) and
-    concatenates them, keeping `obs['split']`.
+    Reads whichever of the requested splits exist in `data_dir` (at least one must),
+    concatenates them, keeping `obs['split']`, and validates the result as a whole.
     """
     data_dir = Path(data_dir)
     unknown = set(splits) - {"train", "valid"}
@@ -69,12 +78,9 @@ def load_kang(
             f"{data_dir}: none of {[p.name for p in paths.values()]} found "
             "(scGen's Kang files: train_pbmc.h5ad / valid_pbmc.h5ad)"
         )
-    parts = {s: load_h5ad(p, KANG_SPEC) for s, p in present.items()}
-    if len(parts) == 1:
-        (split, adata), = parts.items()
-        adata.obs["split"] = split
-        return adata
-    adata = ad.concat(parts, label="split", index_unique="-")
-    for key in (KANG_SPEC.context_key, KANG_SPEC.condition_key):
-        adata.obs[key] = adata.obs[key].astype("category")
-    return adata
+    parts = {s: _read(p) for s, p in present.items()}
+    adata = ad.concat(parts, label="split", index_unique="-") if len(parts) > 1 else (
+        next(iter(parts.values())))
+    adata.obs["split"] = pd.Categorical(
+        np.repeat(list(parts), [a.n_obs for a in parts.values()]))
+    return _checked(adata, KANG_SPEC, None, " + ".join(str(p) for p in present.values()))
