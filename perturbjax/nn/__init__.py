@@ -1,0 +1,1 @@
+"""Neural-network layers shared by every model (FiLM, dense blocks, encoders, decoders)."""

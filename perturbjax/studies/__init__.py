@@ -1,0 +1,1 @@
+"""Each study as a library function: configuration in, results table and figures out."""
