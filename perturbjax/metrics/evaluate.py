@@ -25,6 +25,8 @@ class HeldOutReference:
     genes: np.ndarray
     subsets: dict[str, np.ndarray]
     pca: PCA
+    real_pcs: np.ndarray
+    control_pcs: np.ndarray
 
     @classmethod
     def build(cls, control: np.ndarray, real: np.ndarray, genes, n_components: int = 50,
@@ -33,7 +35,8 @@ class HeldOutReference:
         n_components = min(n_components, data.shape[0] - 1, data.shape[1])
         pca = PCA(n_components=n_components, random_state=seed).fit(data)
         return cls(control, real, np.asarray(genes).astype(str),
-                   deg_subsets(control, real, genes, tops), pca)
+                   deg_subsets(control, real, genes, tops), pca,
+                   pca.transform(real), pca.transform(control))
 
 
 def evaluate_prediction(reference: HeldOutReference, pred: np.ndarray, n_top_degs: int = 100,
@@ -43,6 +46,5 @@ def evaluate_prediction(reference: HeldOutReference, pred: np.ndarray, n_top_deg
     scores: dict[str, float] = {}
     scores.update(common_degs(ref.control, ref.real, pred, ref.genes, n_top=n_top_degs))
     scores.update(r2_scores(ref.real, pred, ref.subsets, seed=seed))
-    scores.update(compare_distances(ref.pca.transform(ref.real), ref.pca.transform(pred),
-                                    ref.pca.transform(ref.control)))
+    scores.update(compare_distances(ref.real_pcs, ref.pca.transform(pred), ref.control_pcs))
     return scores

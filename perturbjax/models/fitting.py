@@ -13,6 +13,7 @@ from pathlib import Path
 import anndata as ad
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 from perturbjax.data.schema import PerturbationSpec
 from perturbjax.data.splits import stratified_validation_mask
@@ -36,8 +37,11 @@ class ConditionEncoding:
         return self.labels.index(label)
 
     def codes(self, adata: ad.AnnData, spec: PerturbationSpec) -> np.ndarray:
-        return np.asarray([self.code(v) for v in adata.obs[spec.condition_key].astype(str)],
-                          dtype=np.int32)
+        values = adata.obs[spec.condition_key].astype(str)
+        codes = pd.Categorical(values, categories=self.labels).codes
+        if (codes < 0).any():
+            self.code(values[codes < 0].iloc[0])  # raises, naming the unknown condition
+        return codes.astype(np.int32)
 
 
 def batch_of(adata: ad.AnnData, codes: np.ndarray) -> Batch:
