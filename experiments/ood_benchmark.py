@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from perturbjax.studies.ood import OODConfig, run
 
@@ -34,8 +35,8 @@ flags.DEFINE_string("workdir", "runs/ood_benchmark", "Output folder (resumes if 
 
 def main(argv: list[str]) -> None:
     del argv
-    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("perturbjax").setLevel(logging.INFO)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # quiet orbax's per-save INFO lines
+    logging.getLogger("perturbjax").setLevel(logging.INFO)  # keep one progress line per epoch
     config = OODConfig(
         data=FLAGS.data, context_key=FLAGS.context_key, condition_key=FLAGS.condition_key,
         control_value=FLAGS.control_value, counts=FLAGS.counts, n_top_genes=FLAGS.n_top_genes,

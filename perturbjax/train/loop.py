@@ -255,7 +255,7 @@ def log_epoch(epoch: int, state: TrainState, total: int) -> None:
     train = np.asarray(state.train_loss[:, epoch])
     val = np.asarray(state.val_loss[:, epoch])
     log.info("epoch %d/%d  train %.5f  val %.5f  best epochs %s", epoch + 1, total,
-                 train.mean(), val.mean(), np.asarray(state.best_epoch).tolist())
+                 train.mean(), val.mean(), (np.asarray(state.best_epoch) + 1).tolist())
 
 
 def fit(
