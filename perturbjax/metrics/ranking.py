@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-HIGHER_IS_BETTER = {"degs": True, "degs_abs": True}
+HIGHER_IS_BETTER = frozenset({"degs", "degs_abs"})
 
 
 def higher_is_better(metric: str) -> bool:

@@ -136,8 +136,8 @@ def _write_figures(split: HoldOut, references: dict[str, HeldOutReference],
         title = f"held out {split.context}, {condition}"
         plots.mean_scatter(ref.real, predictions, ref.subsets["top100"],
                            workdir / "figures" / f"means_{tag}.png", title=title)
-        groups = {"control": ref.control, "real": ref.real, **predictions}
-        plots.embedding_scatter({k: ref.pca.transform(v) for k, v in groups.items()},
+        projected = {name: ref.pca.transform(p) for name, p in predictions.items()}
+        plots.embedding_scatter({"control": ref.control_pcs, "real": ref.real_pcs, **projected},
                                 workdir / "figures" / f"pca_{tag}.png",
                                 title=f"{title} (PCA of real cells)")
 

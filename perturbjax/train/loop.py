@@ -131,6 +131,10 @@ def make_optimizer(learning_rate: jax.Array | float,
                        optax.scale_by_learning_rate(schedule))
 
 
+def _n_cells(batch: Batch) -> int:
+    return jax.tree_util.tree_leaves(batch)[0].shape[0]
+
+
 def _n_steps(n_cells: int, batch_size: int) -> int:
     if n_cells < batch_size:
         raise ValueError(f"{n_cells} training cells are fewer than one batch of {batch_size}")
@@ -171,7 +175,7 @@ class Trainer:
 
     def _epoch_member(self, state: TrainState, train: Batch, validation: Batch,
                       epoch: jax.Array) -> TrainState:
-        n_cells = jax.tree_util.tree_leaves(train)[0].shape[0]
+        n_cells = _n_cells(train)
         batch_size = self.config.batch_size
         n_steps = _n_steps(n_cells, batch_size)
         order_key, step_key = jax.random.split(jax.random.fold_in(state.key, epoch))
@@ -216,7 +220,7 @@ class Trainer:
         """Floating-point operations of one epoch, all members: XLA's count for one compiled
         step times the steps, plus the validation pass. (XLA counts a scan's body once, so
         the compiled epoch itself cannot be asked.)"""
-        n_steps = _n_steps(jax.tree_util.tree_leaves(train)[0].shape[0], self.config.batch_size)
+        n_steps = _n_steps(_n_cells(train), self.config.batch_size)
         batch = jax.tree_util.tree_map(lambda a: a[: self.config.batch_size], train)
 
         def step(state: TrainState, key: jax.Array):
@@ -277,7 +281,7 @@ def fit(
     """
     seeds = tuple(int(s) for s in seeds)
     trainer = Trainer(objective, config)
-    _n_steps(jax.tree_util.tree_leaves(train)[0].shape[0], config.batch_size)
+    _n_steps(_n_cells(train), config.batch_size)  # refuse a too-large batch before compiling
     n_members = len(seeds) * len(config.learning_rates)
     shardings = _member_sharding(n_members)
     train, validation = jax.device_put((train, validation),
@@ -357,7 +361,7 @@ def predict_members(objective: Objective, result: FitResult, batch: Batch,
                     chunk: int = 4096) -> np.ndarray:
     """`objective.predict` for every seed on the same batch: array (seeds, cells, ...)."""
     predict = jax.jit(jax.vmap(objective.predict, in_axes=(0, 0, None)))
-    n = jax.tree_util.tree_leaves(batch)[0].shape[0]
+    n = _n_cells(batch)
     parts = []
     for start in range(0, n, chunk):
         rows = {key: value[start : start + chunk] for key, value in batch.items()}
