@@ -72,3 +72,70 @@ def embedding_scatter(groups: dict[str, np.ndarray], path: Path, title: str = ""
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
+
+
+def exposure_scatter(truth: np.ndarray, predictions: dict[str, np.ndarray],
+                     signatures: list[str], path: Path) -> None:
+    """Predicted vs true exposure, one panel per signature, one colour per model."""
+    cols = min(3, len(signatures))
+    rows = -(-len(signatures) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.0 * rows), squeeze=False)
+    for i, (ax, name) in enumerate(zip(axes.flat, signatures, strict=False)):
+        for model, predicted in predictions.items():
+            ax.scatter(truth[:, i], predicted[:, i], s=5, alpha=0.5, label=model)
+        lim = [truth[:, i].min(), truth[:, i].max()]
+        ax.plot(lim, lim, lw=0.8, color="black")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("true exposure", fontsize=8)
+    axes[0, 0].set_ylabel("predicted exposure")
+    axes[0, 0].legend(fontsize=7)
+    for ax in axes.flat[len(signatures):]:
+        ax.axis("off")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def grouped_bars(metrics: pd.DataFrame, signatures: list[str], path: Path) -> None:
+    """R^2 per signature, one bar per model, one panel per experiment (mean over rows)."""
+    experiments = list(dict.fromkeys(metrics["experiment"]))
+    fig, axes = plt.subplots(1, len(experiments), figsize=(4.0 * len(experiments), 3.0),
+                             squeeze=False)
+    for ax, experiment in zip(axes[0], experiments, strict=True):
+        table = metrics[metrics["experiment"] == experiment].groupby("model", sort=False)[
+            [f"r2_{s}" for s in signatures]].mean()
+        width = 0.8 / len(table)
+        for k, (model, row) in enumerate(table.iterrows()):
+            ax.bar(np.arange(len(signatures)) + k * width, row.to_numpy(), width, label=model)
+        ax.set_xticks(np.arange(len(signatures)) + 0.4 - width / 2, signatures, rotation=45,
+                      fontsize=8)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_title(experiment, fontsize=9)
+    axes[0, 0].set_ylabel("R² (test)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def coefficient_heatmap(coef: np.ndarray, gene_names: np.ndarray, signatures: list[str],
+                        k: int, path: Path) -> None:
+    """Coefficients (signatures x genes) of the k genes with the largest summed |coef|."""
+    top = np.argsort(-np.abs(coef).sum(axis=0))[:k]
+    values = coef[:, top].T
+    bound = np.abs(values).max() or 1.0
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(signatures), 0.8 + 0.3 * k))
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
+    ax.set_xticks(range(len(signatures)), signatures, rotation=45, fontsize=8)
+    ax.set_yticks(range(len(top)), gene_names[top], fontsize=8)
+    fig.colorbar(image, ax=ax, label="coefficient")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def line(values: dict, xlabel: str, ylabel: str, path: Path) -> None:
+    """A single series, e.g. silhouette by number of clusters."""
+    fig, ax = plt.subplots(figsize=(3.5, 2.6))
+    ax.plot(list(values), list(values.values()), marker="o")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    _save(fig, path)

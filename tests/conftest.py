@@ -22,3 +22,16 @@ def kang_path():
     if path is None or not path.is_file():
         pytest.skip("real Kang data absent: set PERTURBJAX_DATA or place ../shared/data/kang")
     return path
+
+
+@pytest.fixture(scope="session")
+def cellbench_counts():
+    """Raw CellBench counts, cells x genes (one plate), or a skip when the data is absent."""
+    import pandas as pd
+
+    data = shared_data_dir()
+    path = data / "cellbench" / "sc_celseq2_5cl_p1.count.csv.gz" if data else None
+    if path is None or not path.is_file():
+        pytest.skip("real CellBench data absent: set PERTURBJAX_DATA or place ../shared/data")
+    counts = pd.read_csv(path, index_col=0).T
+    return counts.loc[:, (counts > 0).mean() > 0.3]

@@ -42,3 +42,9 @@ def select_hvgs(split: HoldOut, n_top_genes: int | None) -> HoldOut:
         control=split.control[:, keep].copy(),
         truth=split.truth[:, keep].copy(),
     )
+
+
+def log_cpm(counts: np.ndarray) -> np.ndarray:
+    """log1p of counts per million, cell by cell (rows): the seed's CPM + log1p on arrays."""
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.log1p(counts / np.where(totals > 0, totals, 1.0) * 1e6)
