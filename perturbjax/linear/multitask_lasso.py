@@ -210,6 +210,8 @@ class MultiTaskLasso(LinearPredictor):
         x, y = check_xy(x, y, multi_output=True)
         x_c, y_c, x_offset, y_offset = centre(x, y, self.fit_intercept)
         path = np.array([self.alpha]) if alpha_path is None else np.asarray(alpha_path)
+        if path[-1] != self.alpha or (np.diff(path) > 0).any():
+            raise ValueError(f"alpha_path must decrease to alpha={self.alpha}; got {path}")
         coefs, gaps, sweeps = multitask_lasso_path(x_c, y_c, path, tol=self.tol,
                                                    max_iter=self.max_iter)
         self.coef_ = coefs[-1]
@@ -258,7 +260,7 @@ class MultiTaskLassoCV(LinearPredictor):
             x_c, y_c, x_offset, y_offset = centre(x[train], y[train], self.fit_intercept)
             coefs, _, _ = multitask_lasso_path(x_c, y_c, alphas, tol=self.tol,
                                                max_iter=self.max_iter)
-            predicted = np.einsum("np,atp->ant", x[test] - x_offset, coefs) + y_offset
+            predicted = (x[test] - x_offset) @ np.swapaxes(coefs, 1, 2) + y_offset  # (a, n, t)
             return ((predicted - y[test]) ** 2).mean(axis=(1, 2))
 
         # One fold per core; BLAS limited to one thread so the folds do not oversubscribe.

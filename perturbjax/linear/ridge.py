@@ -109,18 +109,18 @@ class RidgeCV(LinearPredictor):
             raise ValueError(f"alphas must be a 1-D sequence of positive floats; got {alphas}")
         y2 = y[:, None] if y.ndim == 1 else y
         scores = self._scores(x, y2, alphas)
-        if self.alpha_per_target:
+        per_target = self.alpha_per_target and y.ndim == 2
+        if per_target:
             best = np.argmax(scores, axis=0)                 # first maximum, per target
             self.best_score_ = scores[best, np.arange(y2.shape[1])]
+            self.alpha_ = alphas[best]
         else:
-            best = np.full(y2.shape[1], np.argmax(scores.mean(axis=1)))
-            self.best_score_ = scores.mean(axis=1)[best[0]]
-        chosen = alphas[best]
-        coef, intercept = ridge_fit(x, y2, chosen, self.fit_intercept)
-        if y.ndim == 1:
-            coef, intercept, chosen = coef[0], float(intercept[0]), chosen[0]
-            self.best_score_ = np.ravel(self.best_score_)[0]
-        self.alpha_ = chosen if self.alpha_per_target or y.ndim == 1 else float(chosen[0])
-        self.coef_, self.intercept_ = coef, intercept
+            shared = int(np.argmax(scores.mean(axis=1)))
+            best = np.full(y2.shape[1], shared)
+            self.best_score_ = float(scores.mean(axis=1)[shared])
+            self.alpha_ = float(alphas[shared])
+        coef, intercept = ridge_fit(x, y2, alphas[best], self.fit_intercept)
+        self.coef_, self.intercept_ = (coef, intercept) if y.ndim == 2 else (
+            coef[0], float(intercept[0]))
         self.n_features_in_ = x.shape[1]
         return self

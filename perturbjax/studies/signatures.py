@@ -28,6 +28,7 @@ from perturbjax import plots
 from perturbjax.data.preprocess import log_cpm
 from perturbjax.files import markdown_table, write_csv, write_text
 from perturbjax.linear import MultiTaskLasso, MultiTaskLassoCV, RidgeCV, ridge_fit
+from perturbjax.linear.base import r2_per_target
 
 EXPERIMENTS = ("random", "cluster", "scaled_exposures", "leave_one_cluster_out")
 MODELS = ("ridge", "multitask_lasso")
@@ -138,11 +139,9 @@ def fit_models(logged: np.ndarray, targets: np.ndarray, config: SignatureStudyCo
 
 def scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float | np.ndarray]:
     """R^2 per signature and overall (their mean), MSE, MSE over the pooled variance."""
-    ss_res = ((truth - predicted) ** 2).sum(axis=0)
-    ss_tot = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
-    per_signature = 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, np.nan)
+    per_signature = r2_per_target(truth, predicted)
     mse = float(((truth - predicted) ** 2).mean())
-    return {"r2_per_signature": per_signature, "r2": float(np.nanmean(per_signature)),
+    return {"r2_per_signature": per_signature, "r2": float(per_signature.mean()),
             "mse": mse, "mse_over_variance": mse / float(truth.var())}
 
 
@@ -152,7 +151,7 @@ def bootstrap_r2(truth: np.ndarray, predicted: np.ndarray, n: int, seed: int
     rng = np.random.default_rng(seed)
     draws = [scores(truth[i], predicted[i])["r2"]
              for i in (rng.integers(0, len(truth), len(truth)) for _ in range(n))]
-    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    low, high = np.percentile(draws, [2.5, 97.5])
     return float(low), float(high)
 
 
@@ -280,8 +279,7 @@ def _gene_tables(evaluation: Evaluation, gene_names: np.ndarray, signatures: lis
     selected = names[np.abs(evaluation.fitted.lasso.coef_).sum(axis=0) > 0]
     rows = []
     for s in signatures:
-        row = {"signature": s, "ridge_alpha": None, "jaccard_with_lasso_top":
-               jaccard(tops[s], lasso_top),
+        row = {"signature": s, "jaccard_with_lasso_top": jaccard(tops[s], lasso_top),
                "overlap": ", ".join(sorted(set(tops[s]) & set(lasso_top)))}
         if truth is not None:
             row["ridge_top_precision"] = len(set(tops[s]) & set(truth[s])) / k
