@@ -87,6 +87,7 @@ def test_study_recovers_a_known_program_and_beats_its_permutation_baseline(tmp_p
         real = test.loc[("random", "test", model), "r2"]
         assert real > 0.5
         assert test.loc[("random_permuted", "test", model), "r2"] < real - 0.4
+        assert test.loc[("random", "test", "training_mean"), "r2"] < real - 0.4
     random_genes = results.genes[(results.genes.experiment == "random")
                                  & (results.genes.part == "test")]
     assert random_genes["ridge_top_precision"].mean() >= 0.3   # 4 true genes in a top 10

@@ -4,10 +4,12 @@ Objective, as scikit-learn's `MultiTaskLasso`:
     (1 / 2n) ||Y - X W^T||_F^2 + alpha * sum_j ||W[:, j]||_2.
 The solver is scikit-learn's algorithm: cyclic block coordinate descent with block soft-
 thresholding, the duality gap of its "formulation A" as the stopping rule
-(gap <= tol * ||Y_c||_F^2) and gap-safe screening. Two additions
-make it faster on the same problem: Anderson extrapolation of the iterates every few sweeps
-(Bertrand & Massias 2021; kept only when it lowers the objective, so the guarantee is
-unchanged), and the folds of the cross-validation solved on parallel threads.
+(gap <= tol * ||Y_c||_F^2) and gap-safe screening. Three additions make it faster on the same
+problem, none of which changes the guarantee: working sets (sweeps visit the non-zero rows
+and the worst violators only, the full gap decides when to stop; Massias et al. 2018,
+as in skglm), Anderson extrapolation of the iterates every few sweeps (Bertrand & Massias
+2021; kept only when it lowers the objective), and the CV folds solved on parallel threads.
+`n_iter_` counts sweeps over working sets.
 
 Coordinate descent is sequential with a few hundred flops per step. NumPy cannot run such a
 loop from Python, and a JAX loop costs ~10 us per coordinate on CPU (measured: six times
@@ -29,6 +31,7 @@ from .base import LinearPredictor, centre, check_xy, cv_splits
 
 ANDERSON_HISTORY = 5   # sweeps between extrapolations; past the first few sweeps, also
                        # between gap evaluations (X^T R costs half a sweep)
+WORKING_SET_MIN = 10
 
 
 def alpha_grid(x: np.ndarray, y: np.ndarray, n_alphas: int = 100, eps: float = 1e-3,
@@ -54,30 +57,34 @@ def _primal(w, r, lam):
 
 @numba.njit(cache=True, nogil=True)
 def _gap(xt, y, w, r, lam):
-    """Duality gap (formulation A), the row norms of X^T R and their maximum."""
+    """Duality gap (formulation A) over the features in `xt`, and the row norms of X^T R.
+
+    Called with the rows of a working set, it is the gap of the problem restricted to them
+    (the caller keeps every non-zero coefficient inside the working set)."""
     row_norms = np.sqrt(np.sum((xt @ np.ascontiguousarray(r.T)) ** 2, axis=1))
     dual_norm = row_norms.max()
     r_norm2 = np.sum(r * r)
     scale = lam / dual_norm if dual_norm > lam else 1.0
     dual = -0.5 * scale**2 * r_norm2 + scale * np.sum(r * y)
-    return _primal(w, r, lam) - dual, row_norms, dual_norm
+    return _primal(w, r, lam) - dual, row_norms
 
 
 @numba.njit(cache=True, nogil=True)
-def _screen(xt, y, w, r, lam, tol, norms, active):
+def _screen(xt, y, w, r, lam, tol, norms, screened):
     """Evaluate the gap; unless converged, drop the features that gap-safe screening proves
-    zero at the optimum (their coefficients leave W and R). Returns the gap."""
-    gap, row_norms, dual_norm = _gap(xt, y, w, r, lam)
+    zero at the optimum (their coefficients leave W and R). Returns (gap, row norms)."""
+    gap, row_norms = _gap(xt, y, w, r, lam)
     if gap <= tol:
-        return gap
+        return gap, row_norms
     radius = np.sqrt(2.0 * gap) / lam
+    dual_norm = max(lam, row_norms.max())
     for j in range(xt.shape[0]):
-        if active[j] and (1.0 - row_norms[j] / max(lam, dual_norm)) / np.sqrt(norms[j]) > radius:
-            active[j] = False
+        if screened[j] and (1.0 - row_norms[j] / dual_norm) / np.sqrt(norms[j]) > radius:
+            screened[j] = False
             for k in range(w.shape[1]):
                 r[k] += w[j, k] * xt[j]
             w[j] = 0.0
-    return gap
+    return gap, row_norms
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -126,37 +133,58 @@ def _extrapolate(history):
 
 
 @numba.njit(cache=True, nogil=True)
+def _working_set(w, row_norms, screened, previous_size):
+    """The non-zero rows plus the features that most violate ||X_j^T R|| <= lam: twice the
+    support (at least the previous size and WORKING_SET_MIN), among the screened features."""
+    support = np.zeros(w.shape[0], dtype=np.bool_)
+    for j in range(w.shape[0]):
+        support[j] = np.any(w[j] != 0.0)
+    size = min(max(2 * support.sum(), previous_size, WORKING_SET_MIN), screened.sum())
+    priority = np.where(support, np.inf, np.where(screened, row_norms, -np.inf))
+    members = np.sort(np.argsort(-priority)[:size])
+    return members
+
+
+@numba.njit(cache=True, nogil=True)
 def _solve(xt, y, norms, lam, tol, max_iter, w, r):
     """Minimise 1/2 ||Y - X W||^2 + lam sum_j ||W_j|| from (W, R = Y - X W), in place.
 
     Task-major, C-ordered arrays so that a feature's column and a task's residuals are
     contiguous: xt = X^T (p, n), y = Y^T (t, n), r = R^T (t, n); w is W (p, t).
-    Returns (gap, sweeps).
+    Outer loop: full duality gap and screening, then a working set solved by sweeps with
+    Anderson extrapolation until its own gap is below a third of the full one.
+    Returns (full gap, sweeps over working sets).
     """
-    active = norms > 0
+    screened = norms > 0
     for j in range(w.shape[0]):
-        if not active[j]:
+        if not screened[j]:
             w[j] = 0.0
-    gap = _screen(xt, y, w, r, lam, tol, norms, active)
+    gap, row_norms = _screen(xt, y, w, r, lam, tol, norms, screened)
     history = np.empty((ANDERSON_HISTORY + 1,) + w.shape)
-    history[0] = w
-    filled = 0
-    sweeps = 0
+    size, sweeps = 0, 0
     while gap > tol and sweeps < max_iter:
-        _sweep(xt, w, r, lam, norms, active)
-        sweeps += 1
-        filled += 1
-        history[filled] = w
-        if filled == ANDERSON_HISTORY:
-            candidate = _extrapolate(history) * active.reshape(-1, 1)
-            candidate_r = y - candidate.T @ xt
-            if _primal(candidate, candidate_r, lam) < _primal(w, r, lam):
-                w[:] = candidate
-                r[:] = candidate_r
-            history[0] = w
-            filled = 0
-        if sweeps <= ANDERSON_HISTORY or filled == 0:
-            gap = _screen(xt, y, w, r, lam, tol, norms, active)
+        members = _working_set(w, row_norms, screened, size)
+        size = members.shape[0]
+        in_set = np.zeros(w.shape[0], dtype=np.bool_)
+        in_set[members] = True
+        inner_xt = xt[members]
+        inner_tol = max(0.3 * gap, tol)
+        history[0] = w
+        for inner in range(1, max_iter - sweeps + 1):
+            _sweep(xt, w, r, lam, norms, in_set)
+            history[(inner - 1) % ANDERSON_HISTORY + 1] = w
+            if inner % ANDERSON_HISTORY == 0:
+                candidate = _extrapolate(history) * in_set.reshape(-1, 1)
+                candidate_r = y - np.ascontiguousarray(candidate[members].T) @ inner_xt
+                if _primal(candidate, candidate_r, lam) < _primal(w, r, lam):
+                    w[:] = candidate
+                    r[:] = candidate_r
+                history[0] = w
+            if (inner <= ANDERSON_HISTORY or inner % ANDERSON_HISTORY == 0) and _gap(
+                    inner_xt, y, w, r, lam)[0] <= inner_tol:
+                break
+        sweeps += inner
+        gap, row_norms = _screen(xt, y, w, r, lam, tol, norms, screened)
     return gap, sweeps
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
+import time
 from pathlib import Path
 
 import anndata as ad
@@ -29,6 +31,8 @@ from perturbjax.data.preprocess import log_cpm
 from perturbjax.files import markdown_table, write_csv, write_text
 from perturbjax.linear import MultiTaskLasso, MultiTaskLassoCV, RidgeCV, ridge_fit
 from perturbjax.linear.base import r2_per_target
+
+logger = logging.getLogger("perturbjax")
 
 EXPERIMENTS = ("random", "cluster", "scaled_exposures", "leave_one_cluster_out")
 MODELS = ("ridge", "multitask_lasso")
@@ -198,7 +202,8 @@ def selection_frequency(logged: np.ndarray, targets: np.ndarray, fitted: Fitted,
 
 @dataclasses.dataclass
 class Evaluation:
-    """One experiment on one test set: predictions and the fitted models."""
+    """One experiment on one test set: predictions (both models and the training-mean
+    reference) and the fitted models."""
 
     experiment: str
     part: str
@@ -220,8 +225,14 @@ def _targets(exposures: np.ndarray, train: np.ndarray, scaled: bool) -> np.ndarr
 def _evaluate(experiment: str, part: str, logged: np.ndarray, targets: np.ndarray,
               train: np.ndarray, test: np.ndarray, config: SignatureStudyConfig,
               catalogues: np.ndarray | None) -> Evaluation:
+    start = time.perf_counter()
     fitted = fit_models(logged[train], targets[train], config)
-    return Evaluation(experiment, part, targets[test], fitted.predict(logged[test]), fitted,
+    logger.info("%s / %s: fitted on %d cells in %.0f s", experiment, part, len(train),
+                time.perf_counter() - start)
+    predictions = fitted.predict(logged[test]) | {
+        "training_mean": np.broadcast_to(targets[train].mean(axis=0), (len(test),
+                                                                       targets.shape[1]))}
+    return Evaluation(experiment, part, targets[test], predictions, fitted,
                       None if catalogues is None else catalogues[test])
 
 
@@ -261,9 +272,10 @@ def _metric_rows(evaluation: Evaluation, signatures: list[str], config: Signatur
         row |= {f"r2_{s}": v for s, v in zip(signatures, score["r2_per_signature"],
                                              strict=True)}
         if evaluation.catalogues is not None and profiles is not None:
-            rebuilt = np.clip(predicted, 0, None) @ profiles.T
-            row["catalogue_cosine"] = float(np.nanmean(cosine_rows(rebuilt,
-                                                                   evaluation.catalogues)))
+            for column, exposures in (("catalogue_cosine", np.clip(predicted, 0, None)),
+                                      ("catalogue_cosine_true_exposures", evaluation.truth)):
+                row[column] = float(np.nanmean(cosine_rows(exposures @ profiles.T,
+                                                           evaluation.catalogues)))
         rows.append(row)
     return rows
 
@@ -384,7 +396,8 @@ def summarize(metrics: pd.DataFrame, genes: pd.DataFrame, stability: pd.DataFram
     """A markdown report: test tables per experiment, gene recovery, stability."""
     test = metrics[~metrics["part"].eq("validation")]
     columns = ["r2", "r2_low", "r2_high", "mse", "mse_over_variance"] + (
-        ["catalogue_cosine"] if "catalogue_cosine" in metrics else [])
+        ["catalogue_cosine", "catalogue_cosine_true_exposures"]
+        if "catalogue_cosine" in metrics else [])
     overall = test.groupby(["experiment", "model"], sort=False)[columns].mean()
     per_signature = test.groupby(["experiment", "model"], sort=False)[
         [f"r2_{s}" for s in genes["signature"].unique()]].mean()
