@@ -83,12 +83,12 @@ def test_multitask_lasso_matches_sklearn_at_one_alpha():
     np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-8)
 
 
-@pytest.mark.parametrize("shape", PROBLEMS)
-def test_multitask_lasso_cv_matches_sklearn_at_tight_tolerance(shape):
+@pytest.mark.parametrize("shape, n_jobs", [(PROBLEMS[0], 1), (PROBLEMS[1], None)])
+def test_multitask_lasso_cv_matches_sklearn_at_tight_tolerance(shape, n_jobs):
     x, y = sparse_problem(*shape)
     settings = dict(alphas=30, cv=5, tol=1e-10, max_iter=100_000)
     ref = sk.MultiTaskLassoCV(**settings).fit(x, y)
-    ours = MultiTaskLassoCV(**settings).fit(x, y)
+    ours = MultiTaskLassoCV(**settings, n_jobs=n_jobs).fit(x, y)
     np.testing.assert_allclose(ours.alphas_, ref.alphas_, rtol=1e-12)
     assert ours.alpha_ == pytest.approx(ref.alpha_, rel=1e-12)
     np.testing.assert_allclose(ours.mse_path_, ref.mse_path_, rtol=1e-6)

@@ -256,7 +256,8 @@ class MultiTaskLassoCV(LinearPredictor):
     to eps * alpha_max; or an explicit sequence, sorted decreasing). Each fold walks the grid
     with warm starts; alpha minimises the test MSE averaged over folds; the refit on all data
     walks the grid down to it. `cv`: None -> 5-fold, int -> unshuffled KFold, or a splitter /
-    (train, test) pairs.
+    (train, test) pairs. `n_jobs`: threads solving folds; unlike scikit-learn, None means
+    one per core.
 
     Fitted: `alpha_`, `alphas_`, `mse_path_` (n_alphas, n_folds), `coef_` (t, p),
     `intercept_` (t,), `dual_gap_`, `n_iter_`, `n_features_in_`.
@@ -264,13 +265,14 @@ class MultiTaskLassoCV(LinearPredictor):
 
     def __init__(self, *, eps: float = 1e-3, alphas: int | Any = 100,
                  fit_intercept: bool = True, max_iter: int = 1000, tol: float = 1e-4,
-                 cv: Any = None) -> None:
+                 cv: Any = None, n_jobs: int | None = None) -> None:
         self.eps = eps
         self.alphas = alphas
         self.fit_intercept = fit_intercept
         self.max_iter = max_iter
         self.tol = tol
         self.cv = cv
+        self.n_jobs = n_jobs
 
     def fit(self, x: Any, y: Any) -> MultiTaskLassoCV:
         """Cross-validate alpha along the path, then refit on all of (X, Y)."""
@@ -292,7 +294,7 @@ class MultiTaskLassoCV(LinearPredictor):
             return ((predicted - y[test]) ** 2).mean(axis=(1, 2))
 
         # One fold per core; BLAS limited to one thread so the folds do not oversubscribe.
-        workers = min(len(splits), os.cpu_count() or 1)
+        workers = min(len(splits), self.n_jobs or os.cpu_count() or 1)
         with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
             mse = np.stack(list(pool.map(fold_mse, splits)), axis=1)   # (n_alphas, folds)
         best = int(np.argmin(mse.mean(axis=1)))
