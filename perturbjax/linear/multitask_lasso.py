@@ -88,31 +88,32 @@ def _screen(xt, y, w, r, lam, tol, norms, screened):
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _dot(a, b):
-    """Dot product of contiguous vectors, vectorised (reassociation allowed)."""
-    total = 0.0
-    for i in range(a.shape[0]):
-        total += a[i] * b[i]
-    return total
-
-
-@numba.njit(cache=True, nogil=True)
 def _sweep(xt, w, r, lam, norms, active):
-    """One cyclic pass of block soft-thresholding over the active features (in place)."""
-    n_tasks = r.shape[0]
+    """One cyclic pass of block soft-thresholding over the active features (in place).
+
+    Explicit loops, one pass over the samples for all tasks: no temporary arrays, and the
+    reductions vectorise (reassociation allowed)."""
+    n_tasks, n_samples = r.shape
     tmp = np.empty(n_tasks)
     for j in range(xt.shape[0]):
         if not active[j]:
             continue
+        x_j = xt[j]
         for k in range(n_tasks):
-            tmp[k] = norms[j] * w[j, k] + _dot(xt[j], r[k])
+            total = 0.0
+            r_k = r[k]
+            for i in range(n_samples):
+                total += x_j[i] * r_k[i]
+            tmp[k] = norms[j] * w[j, k] + total
         size = np.sqrt(np.sum(tmp * tmp))
         shrink = (1.0 - lam / size) / norms[j] if size > lam else 0.0
         for k in range(n_tasks):
-            delta = tmp[k] * shrink - w[j, k]
-            if delta != 0.0:
-                w[j, k] += delta
-                r[k] -= delta * xt[j]
+            step = tmp[k] * shrink - w[j, k]
+            if step != 0.0:
+                w[j, k] += step
+                r_k = r[k]
+                for i in range(n_samples):
+                    r_k[i] -= step * x_j[i]
 
 
 @numba.njit(cache=True, nogil=True)
