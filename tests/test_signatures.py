@@ -79,6 +79,11 @@ def test_cluster_split_holds_out_whole_clusters():
     assert all(len(split[p]) > 0 for p in split)
 
 
+def test_cluster_split_needs_three_clusters():
+    with pytest.raises(ValueError, match="at least 3 clusters"):
+        study.cluster_split(np.repeat([0, 1], 10))
+
+
 def test_study_recovers_a_known_program_and_beats_its_permutation_baseline(tmp_path):
     data = known_answer()
     results = study.run(data, TINY, tmp_path)

@@ -98,6 +98,9 @@ def expression_clusters(logged: np.ndarray, n_pcs: int, max_clusters: int, seed:
 def cluster_split(labels: np.ndarray) -> dict[str, np.ndarray]:
     """Whole clusters to test and validation, each as close to 15% of cells as possible."""
     clusters, sizes = np.unique(labels, return_counts=True)
+    if len(clusters) < 3:
+        raise ValueError(f"a cluster-disjoint split needs at least 3 clusters; got "
+                         f"{len(clusters)}")
     n, chosen = len(labels), {}
     remaining = list(range(len(clusters)))
     for part in ("test", "validation"):
@@ -121,9 +124,11 @@ class Fitted:
     lasso: MultiTaskLassoCV
 
     def features(self, logged: np.ndarray) -> np.ndarray:
+        """The kept genes of log-CPM cells, standardised with the fitting cells' statistics."""
         return (logged[:, self.genes] - self.x_mean) / self.x_scale
 
     def predict(self, logged: np.ndarray) -> dict[str, np.ndarray]:
+        """Exposures predicted by each model."""
         x = self.features(logged)
         return {"ridge": self.ridge.predict(x), "multitask_lasso": self.lasso.predict(x)}
 
