@@ -212,6 +212,7 @@ class Evaluation:
 
     experiment: str
     part: str
+    train: np.ndarray
     truth: np.ndarray
     predictions: dict[str, np.ndarray]
     fitted: Fitted
@@ -237,7 +238,7 @@ def _evaluate(experiment: str, part: str, logged: np.ndarray, targets: np.ndarra
     predictions = fitted.predict(logged[test]) | {
         "training_mean": np.broadcast_to(targets[train].mean(axis=0), (len(test),
                                                                        targets.shape[1]))}
-    return Evaluation(experiment, part, targets[test], predictions, fitted,
+    return Evaluation(experiment, part, train, targets[test], predictions, fitted,
                       None if catalogues is None else catalogues[test])
 
 
@@ -355,9 +356,8 @@ def run(adata: ad.AnnData, config: SignatureStudyConfig, workdir: str | Path
         metrics = pd.concat([metrics, _permutation_rows(logged, exposures, config, signatures)],
                             ignore_index=True)
         final = next(e for e in evaluations if e.experiment == "random" and e.part == "test")
-        merged = np.setdiff1d(np.arange(len(logged)), random_split(len(logged),
-                                                                   config.seed)["test"])
-        stability = selection_frequency(logged[merged], exposures[merged], final.fitted,
+        cells = np.sort(final.train)          # the refit's cells, in file order
+        stability = selection_frequency(logged[cells], exposures[cells], final.fitted,
                                         top_lists["random / test"],
                                         gene_names[final.fitted.genes], signatures, config)
         plots.exposure_scatter(final.truth, final.predictions, signatures,
