@@ -14,6 +14,7 @@ from perturbjax.data.schema import DataValidationError
 
 FIVE_LINE_PLATES = ("sc_celseq2_5cl_p1", "sc_celseq2_5cl_p2", "sc_celseq2_5cl_p3")
 ALL_RUNS = (*FIVE_LINE_PLATES, "sc_celseq2", "sc_dropseq")
+SYMBOLS_FILE = "gene_map/ensembl_to_symbol.tsv.gz"  # under the shared data folder
 
 
 def read_gene_symbols(path: str | os.PathLike) -> pd.Series:

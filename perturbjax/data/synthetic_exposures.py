@@ -20,13 +20,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from perturbjax.data.cellbench import ALL_RUNS, load_cellbench, read_gene_symbols
+from perturbjax.data.cellbench import ALL_RUNS, SYMBOLS_FILE, load_cellbench, read_gene_symbols
 from perturbjax.data.exposures import load_signature_profiles
 from perturbjax.data.preprocess import log_cpm
 
 EXPOSURES_FILE = "signatures/nikzainal560_breast_sbs_exposures.csv"
 COSMIC_FILE = "signatures/COSMIC_v3.4_SBS_GRCh38.txt"
-SYMBOLS_FILE = "gene_map/ensembl_to_symbol.tsv.gz"
 
 
 @dataclasses.dataclass(frozen=True)
