@@ -139,3 +139,51 @@ def line(values: dict, xlabel: str, ylabel: str, path: Path) -> None:
     ax.set_ylabel(ylabel)
     fig.tight_layout()
     _save(fig, path)
+
+
+def prediction_densities(predictions: dict[str, np.ndarray], measured: dict[str, float],
+                         path: Path, xlabel: str = "predicted ln IC50",
+                         marks: dict[str, dict[str, float]] | None = None) -> None:
+    """One panel per group: a histogram density of per-cell predictions, the measured value
+    as a red line and optional other values (e.g. bulk, pseudo-bulk) as dashed lines."""
+    names = list(predictions)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.6), squeeze=False,
+                             sharey=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.hist(predictions[name], bins=30, density=True, color="tab:blue", alpha=0.6)
+        ax.axvline(measured[name], color="red", lw=2, label="measured")
+        for (label, values), style in zip((marks or {}).items(), ("--", ":", "-."),
+                                          strict=False):
+            ax.axvline(values[name], color="black", ls=style, lw=1, label=label)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def scatter(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, path: Path,
+            highlight: np.ndarray | None = None, title: str = "") -> None:
+    """A plain scatter, optionally with some points in red."""
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.scatter(x, y, s=6, alpha=0.5, color="tab:blue")
+    if highlight is not None and highlight.any():
+        ax.scatter(np.asarray(x)[highlight], np.asarray(y)[highlight], s=10, color="red")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def boxes(groups: dict[str, dict[str, np.ndarray]], ylabel: str, path: Path) -> None:
+    """One panel per outer key, one box per inner key (e.g. ES per line, per signature)."""
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 2.8), squeeze=False)
+    for ax, (title, inner) in zip(axes[0], groups.items(), strict=True):
+        ax.boxplot(list(inner.values()), showfliers=False)
+        ax.set_xticks(range(1, len(inner) + 1), list(inner), rotation=45, ha="right")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    _save(fig, path)

@@ -30,6 +30,7 @@ import pandas as pd
 from perturbjax.data.schema import DataValidationError
 
 RESPONSE_FILE = "gdsc/gdsc2_response.csv.gz"
+SAMPLE_INFO_FILE = "gdsc/depmap_sample_info.csv"
 EXPRESSION_FILE = "gdsc/expression_zscored.npz"
 MEASURES = ("LN_IC50", "AUC")
 
@@ -201,3 +202,17 @@ def load_gdsc_release(response_path: str | os.PathLike, expression_path: str | o
                                   "name the RMA matrix's DATA.<COSMIC_ID> columns)")
     names = table.drop_duplicates("COSMIC_ID").set_index("COSMIC_ID")["CELL_LINE_NAME"]
     return match_lines(read_rma_expression(expression_path, names), response, drug)
+
+
+def read_lineages(path: str | os.PathLike) -> pd.Series:
+    """Tissue lineage per cell line (`line_key` -> lineage) from DepMap's sample info
+    (`stripped_cell_line_name`, `lineage`); lines without a lineage are left out."""
+    path = Path(path)
+    table = _read_table(path)
+    needed = {"stripped_cell_line_name", "lineage"}
+    if needed - set(table.columns):
+        raise DataValidationError(f"{path}: missing columns {sorted(needed - set(table.columns))}")
+    table = table.dropna(subset=sorted(needed))
+    keys = table["stripped_cell_line_name"].map(line_key)
+    return pd.Series(table["lineage"].to_numpy(), index=keys.to_numpy(),
+                     name="lineage").groupby(level=0).first()
