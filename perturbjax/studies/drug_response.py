@@ -76,6 +76,7 @@ logger = logging.getLogger("perturbjax")
 CELLBENCH_LINES = ("A549", "NCI-H838", "NCI-H1975", "NCI-H2228", "HCC827")
 FEATURES = ("quantiles", "bins")
 GPDS_NAMES = ("pcc", "network")
+REFERENCES = ("mean", "lineage mean")
 GRIDS = {
     "seed": SEED_GRID,
     "small": parameter_grid(hidden=((16, 8),), activation=("relu", "tanh"),
@@ -267,9 +268,12 @@ def cross_validate(design: Design, config: DrugStudyConfig, points: list[GridPoi
 def within_lineage(out_of_fold: pd.DataFrame, lineages: np.ndarray, y: np.ndarray,
                    min_lines: int = 20) -> pd.DataFrame:
     """Spearman of out-of-fold predictions with the response inside each lineage with at
-    least `min_lines` lines (mean over repeats): can a model rank lines of one tissue?"""
-    frame = out_of_fold.assign(lineage=lineages[out_of_fold["row"]],
-                               measured=y[out_of_fold["row"]])
+    least `min_lines` lines (mean over repeats): can a model rank lines of one tissue?
+    The references are left out: constant within a lineage and fold, their rank correlation
+    would only reflect which lines share a fold."""
+    learned = ~out_of_fold["model"].isin(REFERENCES)
+    frame = out_of_fold[learned].assign(lineage=lineages[out_of_fold["row"][learned]],
+                                        measured=y[out_of_fold["row"][learned]])
     counts = pd.Series(lineages).value_counts()
     frame = frame[frame["lineage"].isin(counts.index[counts >= min_lines])]
     rho = frame.groupby(["lineage", "model", "repeat"]).apply(
@@ -357,13 +361,13 @@ def _final_ensemble(design: Design, point: GridPoint, config: DrugStudyConfig) -
                          Standardiser(raw), scalers[0], bins, ridge)
 
 
-def _features(values: np.ndarray, final: FinalEnsemble, counts: bool) -> np.ndarray:
-    """Standardised model features of bulk profiles or of counts (cells, pseudo-bulk)."""
+def _raw_features(values: np.ndarray, final: FinalEnsemble, counts: bool) -> np.ndarray:
+    """Unstandardised model features of bulk profiles or of counts (cells, pseudo-bulk)."""
     if final.bins is None:
-        return final.standardiser(within_sample_quantiles(values))
+        return within_sample_quantiles(values)
     if counts:  # the seed's route: bulk bin edges applied to log-CPM (another scale)
         values = np.log1p(values / np.maximum(values.sum(1, keepdims=True), 1) * 1e6)
-    return final.standardiser(final.bins.transform(values))
+    return final.bins.transform(values)
 
 
 def _transfer(bulk: DrugResponse, held: np.ndarray, counts: pd.DataFrame, cells: ad.AnnData,
@@ -371,18 +375,24 @@ def _transfer(bulk: DrugResponse, held: np.ndarray, counts: pd.DataFrame, cells:
               config: DrugStudyConfig) -> dict[str, pd.DataFrame]:
     """Per-cell, pseudo-bulk and bulk predictions of the held-out lines; GPDS and DREEP."""
     measured = {line_key(n): v for n, v in bulk.response[held].items()}
-    bulk_pred = final.predict(_features(bulk.expression.loc[held, genes].to_numpy(np.float64),
-                                        final, counts=False))
+    bulk_raw = _raw_features(bulk.expression.loc[held, genes].to_numpy(np.float64), final,
+                             counts=False)
+    bulk_pred = final.predict(final.standardiser(bulk_raw))
     bulk_by_key = {line_key(n): i for i, n in enumerate(bulk.response[held].index)}
 
     cell_counts = counts[genes].to_numpy(np.float64)
     cell_lines = cells.obs["cell_line"].astype(str).map(line_key)
-    cell_pred = final.predict(_features(cell_counts, final, counts=True))
+    cell_raw = _raw_features(cell_counts, final, counts=True)
+    cell_pred = final.predict(final.standardiser(cell_raw))
+    # The platform shift removed per gene: cells standardised on themselves, not on bulk.
+    own_pred = final.predict(Standardiser(cell_raw)(cell_raw))
     pseudo = pseudo_bulk(counts[genes], cell_lines)
-    pseudo_pred = final.predict(_features(pseudo.to_numpy(np.float64), final, counts=True))
+    pseudo_pred = final.predict(final.standardiser(
+        _raw_features(pseudo.to_numpy(np.float64), final, counts=True)))
 
     per_cell = pd.DataFrame({"cell_line": cell_lines.to_numpy(), "mlp": cell_pred["mlp"],
-                             "ridge": cell_pred["ridge"]}, index=cells.obs_names)
+                             "ridge": cell_pred["ridge"], "mlp_own_scale": own_pred["mlp"],
+                             "ridge_own_scale": own_pred["ridge"]}, index=cells.obs_names)
     rows = []
     for i, key in enumerate(pseudo.index):
         if key not in measured:
@@ -397,7 +407,9 @@ def _transfer(bulk: DrugResponse, held: np.ndarray, counts: pd.DataFrame, cells:
                      "cells_median_mlp": mine["mlp"].median(),
                      "cells_q25_mlp": mine["mlp"].quantile(0.25),
                      "cells_q75_mlp": mine["mlp"].quantile(0.75),
-                     "cells_median_ridge": mine["ridge"].median()})
+                     "cells_median_ridge": mine["ridge"].median(),
+                     "cells_median_mlp_own_scale": mine["mlp_own_scale"].median(),
+                     "cells_median_ridge_own_scale": mine["ridge_own_scale"].median()})
     transfer = pd.DataFrame(rows)
 
     pcc = pearson_gpds(final.features, final.response)

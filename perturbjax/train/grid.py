@@ -183,20 +183,32 @@ def _program(signature: tuple, keep_params: bool) -> Callable:
             return module.apply({"params": params}, features[fold], use_tanh)
 
         keys = members["key"]
+        n_members, n_lines = keys.shape[0], features.shape[1]
         params, opt_state = jax.vmap(init)(keys)
-        carry = (params, opt_state, jnp.zeros(keys.shape[0], bool),
-                 jnp.zeros(keys.shape[0], jnp.float32))
         member_args = (members["fold"], members["use_tanh"], members["lr"], keys)
         vmapped_epoch = jax.vmap(epoch, in_axes=(0, 0, None))
-        outputs, done = [], 0
-        for snapshot in snapshots:
-            carry, _ = jax.lax.scan(
-                lambda c, e: (vmapped_epoch(member_args, c, e), None), carry,
-                jnp.arange(done, snapshot))
-            done = snapshot
-            outputs.append(jax.lax.map(predict, (carry[0], members["fold"], members["use_tanh"]),
-                                       batch_size=PREDICT_CHUNK))
-        return jnp.stack(outputs), carry[2], carry[3], carry[0] if keep_params else None
+        # epoch e (0-based) ends snapshot snapshot_of[e], or -1: one scan body for all of them
+        snapshot_of = jnp.full(snapshots[-1], -1).at[jnp.asarray(snapshots) - 1].set(
+            jnp.arange(len(snapshots)))
+
+        def take_snapshot(state, outputs, index):
+            members_now = (state[0], members["fold"], members["use_tanh"])
+            return outputs.at[index].set(
+                jax.lax.map(predict, members_now, batch_size=PREDICT_CHUNK))
+
+        def train_epoch(carry, e):
+            state, outputs = carry
+            state = vmapped_epoch(member_args, state, e)
+            index = snapshot_of[e]
+            outputs = jax.lax.cond(index >= 0, take_snapshot, lambda s, o, i: o,
+                                   state, outputs, index)
+            return (state, outputs), None
+
+        state = (params, opt_state, jnp.zeros(n_members, bool), jnp.zeros(n_members, jnp.float32))
+        outputs = jnp.zeros((len(snapshots), n_members, n_lines), jnp.float32)
+        (state, outputs), _ = jax.lax.scan(train_epoch, (state, outputs),
+                                           jnp.arange(snapshots[-1]))
+        return outputs, state[2], state[3], state[0] if keep_params else None
 
     def program(all_members, data):
         return [train_group(*group, members, data)
