@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -39,6 +43,8 @@ from perturbjax.train.grid import (
     product_runs,
     train_runs,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- GDSC loaders
 
@@ -346,3 +352,17 @@ def test_study_config_refuses_unknown_settings():
         study.DrugStudyConfig(features="raw")
     with pytest.raises(ValueError, match="grid"):
         study.DrugStudyConfig(grid="huge")
+
+
+def test_launcher_runs_the_toy_study_from_flags(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "drug_response.py"), "--toy",
+         "--grid", "small", "--folds", "2", "--repeats", "1", "--final_seeds", "0",
+         "--permutations", "50", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Transfer to single cells" in out.stdout
+    cv = pd.read_csv(tmp_path / "cv.csv")
+    assert sorted(cv["model"].unique()) == ["mean", "mlp (nested)", "ridge"]
+    assert len(cv) == 2 * 3
