@@ -24,6 +24,7 @@ of the cross-validated accuracy is tissue of origin (all five CellBench lines ar
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -222,17 +223,17 @@ def cross_validate(design: Design, config: DrugStudyConfig, points: list[GridPoi
     logger.info("grid: %d runs (%d points x %d folds x %d seeds) in %.1f s",
                 len(search.runs), len(points), len(splits), len(config.seeds),
                 time.perf_counter() - start)
-    grid_rows = []
+    grid_rows, index_of = [], {point: i for i, point in enumerate(points)}
     for run, pred, diverged in zip(search.runs, search.predictions, search.diverged,
                                    strict=True):
         _, val_rows, _, test_rows = splits[run.fold]
         pred = inner_scalers[run.fold].inverse(pred[:, None])[:, 0]
-        grid_rows.append({**dataclasses.asdict(run.point), "fold": run.fold, "seed": run.seed,
+        grid_rows.append({**dataclasses.asdict(run.point), "point": index_of[run.point],
+                          "fold": run.fold, "seed": run.seed,
                           "diverged": bool(diverged),
                           "inner_r2": regression_scores(y[val_rows], pred[val_rows])["r2"],
                           "outer_r2": regression_scores(y[test_rows], pred[test_rows])["r2"]})
     grid = pd.DataFrame(grid_rows)
-    grid["point"] = np.repeat(np.arange(len(points)), len(splits) * len(config.seeds))
     inner_mean = grid.groupby(["fold", "point"])["inner_r2"].mean().fillna(-np.inf)
     chosen = inner_mean.groupby(level="fold").idxmax().map(lambda fp: fp[1])
 
@@ -344,9 +345,13 @@ class FinalEnsemble:
 
         return fn
 
+    @functools.cached_property
+    def _batched(self) -> Callable[[jax.Array], jax.Array]:
+        return jax.jit(jax.vmap(self.ensemble_fn()))
+
     def predict(self, standardised: np.ndarray) -> dict[str, np.ndarray]:
-        fn = jax.jit(jax.vmap(self.ensemble_fn()))
-        mlp = self.response_scaler.inverse(np.asarray(fn(jnp.asarray(standardised)))[:, None])
+        raw = np.asarray(self._batched(jnp.asarray(standardised)))
+        mlp = self.response_scaler.inverse(raw[:, None])
         return {"mlp": mlp[:, 0], "ridge": self.ridge.predict(standardised.astype(np.float64))}
 
 

@@ -31,9 +31,12 @@ import numpy as np
 import optax
 
 from perturbjax.models.mlp_regressor import MLPRegressor
+from perturbjax.train.loop import TrainConfig, make_optimizer
 from perturbjax.train.objective import PyTree
 
 ACTIVATIONS = ("relu", "tanh")
+# The shared loop's optimiser with its defaults: plain Adam, no warm-up, no weight decay.
+ADAM = TrainConfig()
 PREDICT_CHUNK = 16  # members predicted at once at a snapshot (bounds the gathered features)
 
 
@@ -145,11 +148,10 @@ def _program(signature: tuple, keep_params: bool) -> Callable:
         module = MLPRegressor(hidden)
         features, targets, train_rows, n_train = data
         n_genes = features.shape[-1]
-        adam = optax.scale_by_adam()
 
-        def init(key):
+        def init(key, lr):
             params = module.init(key, jnp.zeros((1, n_genes)), jnp.asarray(False))["params"]
-            return params, adam.init(params)
+            return params, make_optimizer(lr, ADAM).init(params)
 
         def loss_fn(params, x, y, use_tanh):
             return jnp.mean((module.apply({"params": params}, x, use_tanh) - y) ** 2)
@@ -167,8 +169,8 @@ def _program(signature: tuple, keep_params: bool) -> Callable:
                 rows = train_rows[fold, positions]
                 loss, grads = jax.value_and_grad(loss_fn)(
                     params, features[fold, rows], targets[fold, rows], use_tanh)
-                updates, new_opt = adam.update(grads, opt_state)
-                new_params = jax.tree_util.tree_map(lambda p, u: p - lr * u, params, updates)
+                updates, new_opt = make_optimizer(lr, ADAM).update(grads, opt_state)
+                new_params = optax.apply_updates(params, updates)
                 bad = diverged | ~jnp.isfinite(loss)
                 keep = functools.partial(jax.tree_util.tree_map,
                                          lambda old, new: jnp.where(bad, old, new))
@@ -184,7 +186,7 @@ def _program(signature: tuple, keep_params: bool) -> Callable:
 
         keys = members["key"]
         n_members, n_lines = keys.shape[0], features.shape[1]
-        params, opt_state = jax.vmap(init)(keys)
+        params, opt_state = jax.vmap(init)(keys, members["lr"])
         member_args = (members["fold"], members["use_tanh"], members["lr"], keys)
         vmapped_epoch = jax.vmap(epoch, in_axes=(0, 0, None))
         # epoch e (0-based) ends snapshot snapshot_of[e], or -1: one scan body for all of them
