@@ -15,6 +15,7 @@ from perturbjax.models import mtae
 from perturbjax.models.fitting import ConditionEncoding, batch_of
 from perturbjax.train import (
     CheckpointMismatchError,
+    Folds,
     Objective,
     TrainConfig,
     fit,
@@ -239,3 +240,73 @@ def test_shared_batch_order_gives_every_seed_the_same_batches(shared):
     result = fit(objective, {"x": x}, {"x": x}, [1, 2, 3], config)
     same = np.allclose(result.train_loss[0], result.train_loss[1:])
     assert same == shared
+
+
+def test_a_fold_member_trains_as_the_same_seed_alone_on_the_folds_rows(batches):
+    train, val, objective = batches
+    n_train, n_val = len(train["x"]), len(val["x"])
+    rng = np.random.default_rng(0)
+    train_rows = np.stack([rng.permutation(n_train)[: n_train * 3 // 4] for _ in range(2)])
+    val_rows = np.stack([rng.permutation(n_val)[: n_val // 2] for _ in range(2)])
+    folds = Folds(train_rows, val_rows)
+    together = fit(objective, train, val, [1, 2], CONFIG, folds=folds)
+    assert together.n_folds == 2 and together.train_loss.shape[0] == 4
+    joint = predict_members(objective, together, val)
+    for fold in range(2):
+        rows = lambda table, r: {k: v[r] for k, v in table.items()}  # noqa: E731
+        alone = fit(objective, rows(train, train_rows[fold]), rows(val, val_rows[fold]), [2],
+                    CONFIG)
+        member = 2 * fold + 1  # fold-major, then seed
+        np.testing.assert_allclose(together.val_loss[member], alone.val_loss[0], rtol=5e-3)
+        np.testing.assert_allclose(joint[member], predict_members(objective, alone, val)[0],
+                                   rtol=2e-2, atol=2e-2)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PooledLinear(Objective):
+    """y = w * pool[row] * scale: rows index a shared pool, `scale` is a per-fold constant."""
+
+    def inputs(self, batch):
+        return (batch["pool"][batch["row"]],)
+
+    def loss(self, params, model_state, batch, key):
+        pred = self.module.apply({"params": params}, *self.inputs(batch), train=True)
+        target = batch["y"] * batch.get("scale", 1.0)
+        return jnp.mean((pred[:, 0] - target) ** 2), model_state
+
+    def validation_loss(self, params, model_state, batch):
+        return self.loss(params, model_state, batch, None)[0]
+
+    def predict(self, params, model_state, batch):
+        return self.apply_eval(params, model_state, *self.inputs(batch))
+
+
+class _Linear(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+        return nn.Dense(1, use_bias=False)(x[:, None])
+
+
+def test_shared_arrays_and_fold_constants_reach_the_objective():
+    pool = np.linspace(-1, 1, 64, dtype=np.float32)
+    table = {"row": np.arange(64), "y": 3.0 * pool}
+    folds = Folds(np.stack([np.arange(0, 48), np.arange(16, 64)]),
+                  np.stack([np.arange(48, 64), np.arange(0, 16)]),
+                  arrays={"scale": np.array([1.0, -2.0], np.float32)})
+    config = TrainConfig(epochs=150, batch_size=16, learning_rates=(0.05,), patience=None,
+                         select_best=False)
+    result = fit(_PooledLinear(_Linear()), table, table, [0], config, shared={"pool": pool},
+                 folds=folds)
+    slopes = np.asarray(result.params["Dense_0"]["kernel"]).ravel()
+    np.testing.assert_allclose(slopes, [3.0, -6.0], rtol=1e-2)
+
+
+def test_folds_refuse_rows_outside_the_table_and_clashing_names(batches):
+    train, val, objective = batches
+    too_far = Folds(np.array([[0, len(train["x"])]]), np.array([[0]]))
+    with pytest.raises(ValueError, match="train_rows must index rows"):
+        fit(objective, train, val, [0], CONFIG, folds=too_far)
+    with pytest.raises(ValueError, match=r"repeat \['x'\]"):
+        fit(objective, train, val, [0], CONFIG, shared={"x": train["x"]})
+    with pytest.raises(ValueError, match="leading axis of 2 folds"):
+        Folds(np.zeros((2, 3), int), np.zeros((2, 1), int), arrays={"w": np.ones(3)})

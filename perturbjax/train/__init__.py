@@ -3,6 +3,7 @@
 from perturbjax.train.checkpoint import Checkpointer, CheckpointMismatchError
 from perturbjax.train.loop import (
     FitResult,
+    Folds,
     TrainConfig,
     Trainer,
     TrainState,
@@ -17,6 +18,7 @@ __all__ = [
     "CheckpointMismatchError",
     "Checkpointer",
     "FitResult",
+    "Folds",
     "Objective",
     "TrainConfig",
     "TrainState",

@@ -2,10 +2,15 @@
 
 An epoch is a single jitted call: a `lax.scan` over shuffled mini-batches gathered from the
 device-resident data, followed by the validation loss and the best-epoch bookkeeping. The
-ensemble ("members": seeds x learning rates) is a leading axis of every leaf of the
+ensemble ("members": folds x seeds x learning rates) is a leading axis of every leaf of the
 `TrainState`, trained by `jax.vmap` in the same compiled program and, when several devices are
 present, sharded over them along that axis. The host sees the data once per epoch: a loss per
 member for logging, early stopping and checkpoints.
+
+The data are a table of rows (cells, or whatever the objective batches over) plus, optionally,
+`shared` arrays every step sees whole (e.g. the cell pool that set models draw their bags from)
+and `Folds`: cross-validation folds as members, each training on its own rows of the one
+table, so a k-fold study is one program without a copy of the data per fold.
 """
 
 from __future__ import annotations
@@ -96,13 +101,54 @@ class TrainState:
     val_loss: jax.Array
 
 
+@dataclasses.dataclass(frozen=True)
+class Folds:
+    """Cross-validation folds trained side by side: fold f trains on rows `train_rows[f]` of the
+    training table and is validated on rows `validation_rows[f]` of the validation table.
+    Every fold has the same number of rows (one compiled program); `arrays` are per-fold
+    constants (leading axis = folds) handed to the objective with every batch, e.g. loss
+    weights computed from the fold's own training rows."""
+
+    train_rows: np.ndarray
+    validation_rows: np.ndarray
+    arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        train, val = np.asarray(self.train_rows), np.asarray(self.validation_rows)
+        if train.ndim != 2 or val.ndim != 2 or len(train) != len(val) or not len(train):
+            raise ValueError("Folds: train_rows and validation_rows must be (folds, rows) integer "
+                             f"arrays with the same number of folds, got {train.shape} and "
+                             f"{val.shape}")
+        bad = [k for k, a in self.arrays.items() if np.shape(a)[:1] != (len(train),)]
+        if bad:
+            raise ValueError(f"Folds.arrays {bad} must have a leading axis of {len(train)} folds")
+
+    @property
+    def n_folds(self) -> int:
+        return len(self.train_rows)
+
+    def check_rows(self, n_train: int, n_validation: int) -> None:
+        """Refuse row indices outside the tables (a gather would silently clip them)."""
+        for name, rows, n in (("train_rows", self.train_rows, n_train),
+                              ("validation_rows", self.validation_rows, n_validation)):
+            if np.min(rows) < 0 or np.max(rows) >= n:
+                raise ValueError(f"Folds.{name} must index rows 0..{n - 1} of its table")
+
+    def per_member(self, repeats: int) -> Batch:
+        """Each fold's rows and arrays repeated for its seeds x learning rates (fold-major)."""
+        parts = {"train_rows": self.train_rows, "validation_rows": self.validation_rows,
+                 **self.arrays}
+        return {k: jnp.repeat(jnp.asarray(v), repeats, axis=0) for k, v in parts.items()}
+
+
 @dataclasses.dataclass
 class FitResult:
-    """Per-seed parameters chosen on validation, with the whole history.
+    """Per-(fold, seed) parameters chosen on validation, with the whole history.
 
-    `params` / `model_state` have a leading seeds axis (the learning rate with the lowest best
-    validation loss for each seed); `learning_rate` is the chosen rate per seed.
-    `train_loss` / `val_loss` are (members, epochs_run) with members ordered seed-major.
+    `params` / `model_state` have a leading axis of folds x seeds, fold-major (without folds:
+    one fold, so simply seeds); each holds the learning rate with the lowest best validation
+    loss for that (fold, seed), and `learning_rate` is that rate.
+    `train_loss` / `val_loss` are (members, epochs_run) with members ordered fold, seed, rate.
     `devices` is the number of devices the members axis was sharded over.
     """
 
@@ -115,6 +161,7 @@ class FitResult:
     train_loss: np.ndarray
     val_loss: np.ndarray
     devices: int = 1
+    n_folds: int = 1
 
 
 def make_optimizer(learning_rate: jax.Array | float,
@@ -150,15 +197,24 @@ def _member_sharding(n_members: int) -> tuple[NamedSharding, NamedSharding] | No
     return NamedSharding(mesh, PartitionSpec("members")), NamedSharding(mesh, PartitionSpec())
 
 
+def _gather(table: Batch, rows: jax.Array) -> Batch:
+    return jax.tree_util.tree_map(lambda a: a[rows], table)
+
+
 class Trainer:
-    """Compiles an objective's init and epoch once for given data shapes and configuration."""
+    """Compiles an objective's init and epoch once for given data shapes and configuration.
+
+    `run_epoch` takes the training and validation tables, the `shared` arrays (or None) and
+    the per-member fold data of `Folds.per_member` (or None: every member trains on every
+    training row and is validated on the whole validation table)."""
 
     def __init__(self, objective: Objective, config: TrainConfig):
         self.objective = objective
         self.config = config
         self._init = jax.jit(jax.vmap(self._init_member, in_axes=(0, 0, None)))
         self._epoch = jax.jit(
-            jax.vmap(self._epoch_member, in_axes=(0, None, None, None)), donate_argnums=0
+            jax.vmap(self._epoch_member, in_axes=(0, None, None, None, 0, None)),
+            donate_argnums=0,
         )
 
     def _init_member(self, key: jax.Array, learning_rate: jax.Array, example: Batch) -> TrainState:
@@ -174,20 +230,24 @@ class Trainer:
         )
 
     def _epoch_member(self, state: TrainState, train: Batch, validation: Batch,
-                      epoch: jax.Array) -> TrainState:
-        n_cells = _n_cells(train)
+                      shared: Batch | None, fold: Batch | None, epoch: jax.Array) -> TrainState:
+        extra = {**(shared or {}), **{k: v for k, v in (fold or {}).items()
+                                      if k not in ("train_rows", "validation_rows")}}
+        n_rows = len(fold["train_rows"]) if fold else _n_cells(train)
         batch_size = self.config.batch_size
-        n_steps = _n_steps(n_cells, batch_size)
+        n_steps = _n_steps(n_rows, batch_size)
         order_key, step_key = jax.random.split(jax.random.fold_in(state.key, epoch))
         if self.config.shared_batch_order:
             order_key = jax.random.fold_in(jax.random.PRNGKey(0), epoch)
-        order = jax.random.permutation(order_key, n_cells)[: n_steps * batch_size]
+        order = jax.random.permutation(order_key, n_rows)[: n_steps * batch_size]
+        if fold:
+            order = fold["train_rows"][order]
         tx = make_optimizer(state.learning_rate, self.config)
 
         def step(carry, xs):
             params, model_state, opt_state = carry
             indices, i = xs
-            batch = jax.tree_util.tree_map(lambda a: a[indices], train)
+            batch = {**_gather(train, indices), **extra}
             params, model_state, opt_state, loss = self.objective.train_step(
                 params, model_state, opt_state, batch, jax.random.fold_in(step_key, i), tx
             )
@@ -197,7 +257,9 @@ class Trainer:
             step, (state.params, state.model_state, state.opt_state),
             (order.reshape(n_steps, batch_size), jnp.arange(n_steps)),
         )
-        val = self.objective.validation_loss(params, model_state, validation)
+        if fold:
+            validation = _gather(validation, fold["validation_rows"])
+        val = self.objective.validation_loss(params, model_state, {**validation, **extra})
         patience = self.config.patience
         still_waiting = (True if patience is None
                          else epoch - state.best_epoch <= patience)
@@ -216,12 +278,14 @@ class Trainer:
             val_loss=state.val_loss.at[epoch].set(val),
         )
 
-    def cost_per_epoch(self, state: TrainState, train: Batch, validation: Batch) -> float:
+    def cost_per_epoch(self, state: TrainState, train: Batch, validation: Batch,
+                       shared: Batch | None = None) -> float:
         """Floating-point operations of one epoch, all members: XLA's count for one compiled
         step times the steps, plus the validation pass. (XLA counts a scan's body once, so
         the compiled epoch itself cannot be asked.)"""
         n_steps = _n_steps(_n_cells(train), self.config.batch_size)
-        batch = jax.tree_util.tree_map(lambda a: a[: self.config.batch_size], train)
+        batch = {**_gather(train, jnp.arange(self.config.batch_size)), **(shared or {})}
+        validation = {**validation, **(shared or {})}
 
         def step(state: TrainState, key: jax.Array):
             tx = make_optimizer(state.learning_rate, self.config)
@@ -238,17 +302,23 @@ class Trainer:
                           state.params, state.model_state, validation)
         return n_steps * step_flops + val_flops
 
-    def init(self, seeds: Sequence[int], train: Batch) -> TrainState:
-        """Fresh states for every (seed, learning rate) member, seed-major."""
+    def init(self, seeds: Sequence[int], train: Batch, shared: Batch | None = None,
+             folds: Folds | None = None) -> TrainState:
+        """Fresh states for every (fold, seed, learning rate) member, fold-major."""
         rates = self.config.learning_rates
-        keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds for _ in rates])
-        lrs = jnp.asarray([r for _ in seeds for r in rates], jnp.float32)
-        example = jax.tree_util.tree_map(lambda a: a[:2], train)
+        n_folds = folds.n_folds if folds else 1
+        keys = jnp.stack([jax.random.PRNGKey(s) for _ in range(n_folds) for s in seeds
+                          for _ in rates])
+        lrs = jnp.asarray([r for _ in range(n_folds) for _ in seeds for r in rates],
+                          jnp.float32)
+        example = {**_gather(train, jnp.arange(min(2, _n_cells(train)))), **(shared or {}),
+                   **{k: jnp.asarray(v[0]) for k, v in (folds.arrays if folds else {}).items()}}
         return self._init(keys, lrs, example)
 
-    def run_epoch(self, state: TrainState, train: Batch, validation: Batch,
-                  epoch: int) -> TrainState:
-        return self._epoch(state, train, validation, jnp.int32(epoch))
+    def run_epoch(self, state: TrainState, train: Batch, validation: Batch, epoch: int,
+                  shared: Batch | None = None, member_folds: Batch | None = None
+                  ) -> TrainState:
+        return self._epoch(state, train, validation, shared, member_folds, jnp.int32(epoch))
 
 
 EpochCallback = Callable[[int, TrainState], None]
@@ -262,6 +332,14 @@ def log_epoch(epoch: int, state: TrainState, total: int) -> None:
                  train.mean(), val.mean(), (np.asarray(state.best_epoch) + 1).tolist())
 
 
+def _check_keys(train: Batch, shared: Batch | None, folds: Folds | None) -> None:
+    """The objective sees rows, shared arrays and fold arrays as one dict: names must differ."""
+    names = [*train, *(shared or {}), *(folds.arrays if folds else {})]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise ValueError(f"the training table, shared arrays and fold arrays repeat {clashes}")
+
+
 def fit(
     objective: Objective,
     train: Batch,
@@ -271,30 +349,43 @@ def fit(
     workdir: str | Path | None = None,
     fingerprint: dict | None = None,
     on_epoch: EpochCallback | None = None,
+    shared: Batch | None = None,
+    folds: Folds | None = None,
 ) -> FitResult:
-    """Train one member per (seed, learning rate) as a single vmapped program.
+    """Train one member per (fold, seed, learning rate) as a single vmapped program.
 
-    With `workdir` and `config.checkpoint_every`, the state is saved every that many epochs
-    and a later call with the same arguments resumes from the newest checkpoint, reaching the
-    same final parameters as an uninterrupted run. `on_epoch(epoch, state)` runs after each
-    epoch (the default logs a progress line).
+    `train` / `validation` are tables of rows batched over; `shared` arrays reach every step
+    whole; with `folds`, each fold's members train and validate on their own rows of those
+    tables (see `Folds`). With `workdir` and `config.checkpoint_every`, the state is saved
+    every that many epochs and a later call with the same arguments resumes from the newest
+    checkpoint, reaching the same final parameters as an uninterrupted run.
+    `on_epoch(epoch, state)` runs after each epoch (the default logs a progress line).
     """
     seeds = tuple(int(s) for s in seeds)
+    _check_keys(train, shared, folds)
     trainer = Trainer(objective, config)
-    _n_steps(_n_cells(train), config.batch_size)  # refuse a too-large batch before compiling
-    n_members = len(seeds) * len(config.learning_rates)
+    n_folds = folds.n_folds if folds else 1
+    if folds:
+        folds.check_rows(_n_cells(train), _n_cells(validation))
+    # Refuse a too-large batch before compiling.
+    _n_steps(folds.train_rows.shape[1] if folds else _n_cells(train), config.batch_size)
+    per_fold = len(seeds) * len(config.learning_rates)
+    n_members = n_folds * per_fold
     shardings = _member_sharding(n_members)
-    train, validation = jax.device_put((train, validation),
-                                       shardings[1] if shardings else None)
-    state = trainer.init(seeds, train)
+    replicated = shardings[1] if shardings else None
+    train, validation, shared = jax.device_put((train, validation, shared), replicated)
+    member_folds = folds.per_member(per_fold) if folds else None
+    state = trainer.init(seeds, train, shared, folds)
     if shardings:
-        state = jax.device_put(state, shardings[0])
+        state, member_folds = jax.device_put((state, member_folds), shardings[0])
 
     checkpointer, start = None, 0
     if workdir is not None and config.checkpoint_every:
+        shapes = {k: list(v.shape) for k, v in {**train, **(shared or {})}.items()}
         run_fingerprint = {
-            "train_config": dataclasses.asdict(config), "seeds": seeds,
-            "shapes": {k: list(v.shape) for k, v in train.items()}, **(fingerprint or {}),
+            "train_config": dataclasses.asdict(config), "seeds": seeds, "shapes": shapes,
+            "folds": np.asarray(folds.train_rows).tolist() if folds else None,
+            **(fingerprint or {}),
         }
         checkpointer = Checkpointer(Path(workdir) / "checkpoints", run_fingerprint)
         latest = checkpointer.latest_epoch()
@@ -303,6 +394,7 @@ def fit(
             log.info("resumed from the checkpoint after epoch %d in %s", latest, workdir)
 
     epochs_run = start
+    member_shape = (n_folds, len(seeds), len(config.learning_rates))
     try:
         for epoch in range(start, config.epochs):
             # Checked before the epoch, so a run resumed from its last checkpoint stops where
@@ -311,14 +403,14 @@ def fit(
                 log.info("early stop after epoch %d: no member improved for %d epochs",
                          epoch, config.patience)
                 break
-            state = trainer.run_epoch(state, train, validation, epoch)
+            state = trainer.run_epoch(state, train, validation, epoch, shared, member_folds)
             epochs_run = epoch + 1
             losses = np.asarray(state.train_loss[:, epoch])
             if not np.isfinite(losses).all():
-                bad = [divmod(m, len(config.learning_rates)) for m in
-                       np.flatnonzero(~np.isfinite(losses))]
+                bad = [tuple(int(i) for i in np.unravel_index(m, member_shape))
+                       for m in np.flatnonzero(~np.isfinite(losses))]
                 raise FloatingPointError(
-                    f"non-finite training loss at epoch {epoch + 1} for (seed index, "
+                    f"non-finite training loss at epoch {epoch + 1} for (fold, seed index, "
                     f"learning-rate index) {bad}; lower the learning rate or check the data"
                 )
             (on_epoch or (lambda e, s: log_epoch(e, s, config.epochs)))(epoch, state)
@@ -327,7 +419,7 @@ def fit(
     finally:
         if checkpointer:
             checkpointer.close()
-    return _select(state, seeds, config, epochs_run,
+    return _select(state, seeds, config, epochs_run, n_folds,
                    devices=len(jax.devices()) if shardings else 1)
 
 
@@ -338,11 +430,11 @@ def _patience_exhausted(state: TrainState, last_epoch: int, patience: int | None
 
 
 def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
-            epochs_run: int, devices: int) -> FitResult:
-    """Per seed, the learning rate with the lowest best validation loss."""
+            epochs_run: int, n_folds: int, devices: int) -> FitResult:
+    """Per (fold, seed), the learning rate with the lowest best validation loss."""
     n_rates = len(config.learning_rates)
-    best_val = np.asarray(state.best_val).reshape(len(seeds), n_rates)
-    chosen = np.arange(len(seeds)) * n_rates + best_val.argmin(axis=1)
+    best_val = np.asarray(state.best_val).reshape(n_folds * len(seeds), n_rates)
+    chosen = np.arange(len(best_val)) * n_rates + best_val.argmin(axis=1)
     params = state.best_params if config.select_best else state.params
     model_state = state.best_model_state if config.select_best else state.model_state
     take = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a)[chosen], tree)  # noqa: E731
@@ -350,21 +442,24 @@ def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
         seeds=seeds, params=take(params), model_state=take(model_state),
         learning_rate=np.asarray(state.learning_rate)[chosen],
         best_epoch=np.asarray(state.best_epoch)[chosen] if config.select_best
-        else np.full(len(seeds), epochs_run - 1),
+        else np.full(len(chosen), epochs_run - 1),
         epochs_run=epochs_run,
         train_loss=np.asarray(state.train_loss)[:, :epochs_run],
         val_loss=np.asarray(state.val_loss)[:, :epochs_run], devices=devices,
+        n_folds=n_folds,
     )
 
 
 def predict_members(objective: Objective, result: FitResult, batch: Batch,
                     chunk: int = 4096) -> np.ndarray:
-    """`objective.predict` for every seed on the same batch: array (seeds, cells, ...)."""
+    """`objective.predict` for every (fold, seed) member on the same batch:
+    array (members, rows, ...)."""
     predict = jax.jit(jax.vmap(objective.predict, in_axes=(0, 0, None)))
     n = _n_cells(batch)
     parts = []
     for start in range(0, n, chunk):
         rows = {key: value[start : start + chunk] for key, value in batch.items()}
         parts.append(np.asarray(predict(result.params, result.model_state, rows)))
-    return np.concatenate(parts, axis=1) if parts else np.zeros((len(result.seeds), 0))
+    n_members = result.n_folds * len(result.seeds)
+    return np.concatenate(parts, axis=1) if parts else np.zeros((n_members, 0))
 

@@ -8,7 +8,7 @@ per epoch (eval mode). Subclasses define `loss` and `predict`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -23,6 +23,8 @@ class Objective:
     """A Flax module plus the loss it is trained on."""
 
     module: nn.Module
+    # Random streams the module draws from in training; each gets its own key per step.
+    rng_streams: ClassVar[tuple[str, ...]] = ("dropout",)
 
     def init(self, key: jax.Array, batch: Batch) -> tuple[PyTree, PyTree]:
         """(params, model_state) for one member; model_state holds e.g. BatchNorm statistics."""
@@ -36,8 +38,10 @@ class Objective:
     def apply_train(self, params: PyTree, model_state: PyTree, key: jax.Array, *args: Any,
                     method: Any = None) -> tuple[Any, PyTree]:
         """Forward pass in train mode; returns (outputs, updated model_state)."""
+        rngs = {name: key if i == 0 else jax.random.fold_in(key, i)
+                for i, name in enumerate(self.rng_streams)}
         out, updates = self.module.apply(
-            {"params": params, **model_state}, *args, train=True, rngs={"dropout": key},
+            {"params": params, **model_state}, *args, train=True, rngs=rngs,
             mutable=list(model_state), method=method,
         )
         return out, {**model_state, **updates}
