@@ -187,3 +187,36 @@ def boxes(groups: dict[str, dict[str, np.ndarray]], ylabel: str, path: Path) -> 
         ax.set_ylabel(ylabel)
     fig.tight_layout()
     _save(fig, path)
+
+
+def effect_scatter(truth: np.ndarray, predictions: dict[str, np.ndarray], top: np.ndarray,
+                   path: Path, title: str = "") -> None:
+    """True vs predicted differential expression of one line, one panel per model: top DEGs
+    as large dots, the top 10 of them in red (the PerturbX paper's Figure 2)."""
+    n = len(predictions)
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.2), squeeze=False)
+    for ax, (name, pred) in zip(axes[0], predictions.items(), strict=True):
+        ax.scatter(truth, pred, s=2, color="grey", alpha=0.4)
+        ax.scatter(truth[top], pred[top], s=10, color="tab:blue", label="top DEGs")
+        ax.scatter(truth[top[:10]], pred[top[:10]], s=14, color="tab:red", label="top 10")
+        lim = [min(truth.min(), pred.min()), max(truth.max(), pred.max())]
+        ax.plot(lim, lim, lw=0.8, color="black")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("true effect")
+    axes[0, 0].set_ylabel("predicted effect")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def importance_bars(ranking: pd.DataFrame, path: Path) -> None:
+    """Horizontal bars of gene importance, programme genes (when known) in red."""
+    fig, ax = plt.subplots(figsize=(4, 0.25 * len(ranking) + 1))
+    known = ranking["in_programme"] if "in_programme" in ranking else np.zeros(len(ranking), bool)
+    ax.barh(range(len(ranking))[::-1], ranking["importance"],
+            color=np.where(known, "tab:red", "tab:blue"))
+    ax.set_yticks(range(len(ranking))[::-1], ranking["gene"], fontsize=7)
+    ax.set_xlabel("mean |Shapley| share")
+    fig.tight_layout()
+    _save(fig, path)

@@ -310,3 +310,17 @@ def test_folds_refuse_rows_outside_the_table_and_clashing_names(batches):
         fit(objective, train, val, [0], CONFIG, shared={"x": train["x"]})
     with pytest.raises(ValueError, match="leading axis of 2 folds"):
         Folds(np.zeros((2, 3), int), np.zeros((2, 1), int), arrays={"w": np.ones(3)})
+
+
+def test_a_learning_rate_multiplier_scales_only_the_named_parameters():
+    params = {"selector": {"logits": jnp.zeros(3)}, "dense": {"kernel": jnp.zeros(3)}}
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    config = dataclasses.replace(CONFIG, warmup_steps=0)
+    plain = make_optimizer(0.1, config)
+    faster = make_optimizer(0.1, dataclasses.replace(
+        config, learning_rate_multipliers=(("logits", 10.0),)))
+    step = plain.update(grads, plain.init(params), params)[0]
+    assert np.all(np.asarray(step["dense"]["kernel"]) != 0)
+    fast_step = faster.update(grads, faster.init(params), params)[0]
+    np.testing.assert_allclose(fast_step["selector"]["logits"], 10 * step["selector"]["logits"])
+    np.testing.assert_allclose(fast_step["dense"]["kernel"], step["dense"]["kernel"])

@@ -32,6 +32,7 @@ from perturbjax.data.schema import DataValidationError
 RESPONSE_FILE = "gdsc/gdsc2_response.csv.gz"
 SAMPLE_INFO_FILE = "gdsc/depmap_sample_info.csv"
 EXPRESSION_FILE = "gdsc/expression_zscored.npz"
+MUTATIONS_FILE = "gdsc/mutations.npz"
 MEASURES = ("LN_IC50", "AUC")
 
 
@@ -216,3 +217,25 @@ def read_lineages(path: str | os.PathLike) -> pd.Series:
     keys = table["stripped_cell_line_name"].map(line_key)
     return pd.Series(table["lineage"].to_numpy(), index=keys.to_numpy(),
                      name="lineage").groupby(level=0).first()
+
+
+def read_mutation_status(path: str | os.PathLike, gene: str = "TP53") -> pd.Series:
+    """Whether each cell line carries a mutation in `gene` (bool Series indexed by line name),
+    from the shared bit-packed `mutations.npz` (`mutated`, `cell_lines`, `genes`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: GDSC file not found")
+    with np.load(path, allow_pickle=True) as data:
+        missing = {"mutated", "cell_lines", "genes"} - set(data.files)
+        if missing:
+            raise DataValidationError(f"{path}: missing arrays {sorted(missing)}")
+        genes = data["genes"].astype(str).tolist()
+        if gene not in genes:
+            raise DataValidationError(f"{path}: gene '{gene}' is not among the {len(genes)} "
+                                      "genes of the mutation matrix")
+        lines = data["cell_lines"].astype(str)
+        bits = np.unpackbits(data["mutated"], axis=1)[:, : len(genes)]
+    if len(bits) != len(lines):
+        raise DataValidationError(f"{path}: {len(bits)} rows of 'mutated' for "
+                                  f"{len(lines)} cell_lines")
+    return pd.Series(bits[:, genes.index(gene)].astype(bool), index=lines, name=f"{gene}_mutated")

@@ -99,3 +99,31 @@ def r2_scores(real: np.ndarray, pred: np.ndarray, subsets: dict[str, np.ndarray]
         out[f"r2_{name}"] = r2_of_means(real[:, idx], pred[:, idx])
         out[f"r2_{name}_sub"] = r2_subsampled(real[:, idx], pred[:, idx], n_draws, seed=seed)
     return out
+
+
+def top_effect_genes(effects: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the `n` genes with the largest mean |effect| over the rows (contexts): the
+    PerturbX paper's top DEGs, chosen on the response across all lines."""
+    return np.argsort(-np.abs(effects).mean(axis=0), kind="stable")[:n]
+
+
+def mean_effect_scores(control_mean: np.ndarray, true_effect: np.ndarray,
+                       pred_effect: np.ndarray, top: np.ndarray) -> dict[str, float]:
+    """How well one context's mean effect is predicted.
+
+    r2: squared Pearson correlation of the post-perturbation mean profiles (control mean +
+    effect) over the `top` genes, the convention of this project's R^2 (scGen's);
+    r2_effect: coefficient of determination of the effect itself over the `top` genes
+    (scikit-learn's `r2_score`; stricter, as the control level is not shared credit);
+    mse: mean squared error of the effect over `top` (equal to that of the profiles);
+    mse_all: the same over every gene.
+    """
+    real, pred = control_mean[top] + true_effect[top], control_mean[top] + pred_effect[top]
+    residual = ((true_effect[top] - pred_effect[top]) ** 2).sum()
+    total = ((true_effect[top] - true_effect[top].mean()) ** 2).sum()
+    return {
+        "r2": float(np.corrcoef(real, pred)[0, 1] ** 2) if pred.std() > 0 else float("nan"),
+        "r2_effect": float(1.0 - residual / total) if total > 0 else float("nan"),
+        "mse": float(((true_effect[top] - pred_effect[top]) ** 2).mean()),
+        "mse_all": float(((true_effect - pred_effect) ** 2).mean()),
+    }

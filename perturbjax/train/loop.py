@@ -53,6 +53,9 @@ class TrainConfig:
       shared_batch_order: every member visits the cells in the same shuffled order (seeds
         still differ in initialisation and dropout). The mini-batch is then the same for all
         members, so vmap turns each layer into one wide matmul instead of one per member.
+      learning_rate_multipliers: (parameter name, factor) pairs: parameters of that name
+        (e.g. a concrete selector's 'logits', which must travel far) take steps that many
+        times larger.
     """
 
     epochs: int = 200
@@ -66,6 +69,7 @@ class TrainConfig:
     validation_fraction: float = 0.1
     checkpoint_every: int = 0
     shared_batch_order: bool = False
+    learning_rate_multipliers: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -78,6 +82,9 @@ class TrainConfig:
             problems.append(f"patience ({self.patience}) must be None or at least 1")
         if not 0.0 < self.validation_fraction < 1.0:
             problems.append(f"validation_fraction ({self.validation_fraction}) must lie in (0, 1)")
+        if any(factor <= 0 for _, factor in self.learning_rate_multipliers):
+            problems.append(f"learning_rate_multipliers {self.learning_rate_multipliers} "
+                            "must be positive")
         if self.warmup_steps < 0 or self.checkpoint_every < 0:
             problems.append("warmup_steps and checkpoint_every must be >= 0")
         if problems:
@@ -174,8 +181,22 @@ def make_optimizer(learning_rate: jax.Array | float,
         return learning_rate * ramp
 
     parts = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
-    return optax.chain(*parts, optax.scale_by_adam(eps=config.adam_eps),
-                       optax.scale_by_learning_rate(schedule))
+    parts.append(optax.scale_by_adam(eps=config.adam_eps))
+    if config.learning_rate_multipliers:
+        parts.append(_scale_by_name(dict(config.learning_rate_multipliers)))
+    return optax.chain(*parts, optax.scale_by_learning_rate(schedule))
+
+
+def _scale_by_name(factors: dict[str, float]) -> optax.GradientTransformation:
+    """Multiply the updates of parameters whose (last) name is a key of `factors`."""
+    def scale(path, update):
+        name = getattr(path[-1], "key", None) if path else None
+        return update * factors.get(name, 1.0)
+
+    def update(updates, state, params=None):
+        return jax.tree_util.tree_map_with_path(scale, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def _n_cells(batch: Batch) -> int:

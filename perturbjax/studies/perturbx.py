@@ -1,0 +1,389 @@
+"""The PerturbX study: cross-validated prediction of a drug's mean effect on unseen cell lines.
+
+`run(adata, config, workdir)` takes log-normalised cells with obs `cell_line`, `condition`
+(control `DMSO`) and a per-line boolean status column (TP53 wild-type), and:
+1. splits the lines into `n_folds` folds stratified by status (the paper: 6 folds of 4);
+2. trains PerturbX for every fold x seed as ONE vmapped program of the shared loop (the cell
+   pool is a shared array; each fold trains on its own rows, with its own gene weights);
+3. predicts each held-out line from all its control cells, beside the references (mean
+   effect, status-conditioned mean, nearest lines, ridge on pseudo-bulk);
+4. scores R^2 / MSE on the top DEGs and MSE on all genes per held-out line, all / WT / MUT;
+5. reads the aggregated latents: status silhouette, and a classifier trained on each fold's
+   training lines predicting its held-out lines;
+6. ranks genes: PCA of the aggregated latents of all lines, sampled Shapley values of
+   X -> phi(X) . w1 over each model's selected genes, averaged over models;
+and writes tables, figures and `summary.md`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import anndata as ad
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import scanpy as sc
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import silhouette_score
+from sklearn.model_selection import StratifiedKFold
+
+from perturbjax import plots
+from perturbjax.data.bags import BagData
+from perturbjax.data.mixseq import MIXSEQ_SPEC
+from perturbjax.data.preprocess import normalize_log1p
+from perturbjax.files import markdown_table, write_csv, write_text
+from perturbjax.metrics.expression import mean_effect_scores, top_effect_genes
+from perturbjax.models import effect_references as refs
+from perturbjax.models import perturbx
+from perturbjax.nn.concrete import distinct_selection, mean_max_probability
+from perturbjax.shapley import sampled_shapley
+from perturbjax.train import FitResult, Folds, TrainConfig, fit, predict_members
+
+log = logging.getLogger("perturbjax")
+
+MODEL = "PerturbX"
+REFERENCES = ("mean effect", "status mean effect", "nearest lines", "ridge")
+METRICS = ("r2", "r2_effect", "mse", "mse_all")
+
+
+@dataclasses.dataclass(frozen=True)
+class PerturbXStudyConfig:
+    """Everything the study needs besides the data.
+
+    Attributes:
+      model: the PerturbX architecture and objective.
+      n_folds, fold_seed: stratified folds over cell lines.
+      seeds: initialisation / bootstrap seeds; every fold x seed is one member.
+      epochs, batch_size, learning_rate: Adam on bags (batch_size bags per step).
+      selector_speed: the selector's logits take steps this many times larger (they must
+        move by ~log(genes) + 6 for the reference's convergence check, which at the base
+        rate takes far more steps than the decoder needs).
+      gene_weights: 'response' (each fold's mean |effect| per gene over its training lines,
+        scaled to mean 1: the paper's weighting) or 'uniform'.
+      status_key: obs column, constant within a line, that stratifies the folds.
+      n_top_degs: genes scored by R^2 and MSE (by mean |effect| over all lines).
+      k_neighbours: lines averaged by the nearest-lines reference.
+      shapley_permutations, shapley_cells, shapley_tolerance: the gene ranking's sampling.
+      n_top_genes: genes reported (and scored against a known programme).
+    """
+
+    model: perturbx.PerturbXConfig = perturbx.PerturbXConfig()
+    n_folds: int = 6
+    fold_seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int = 300
+    batch_size: int = 4
+    learning_rate: float = 1e-3
+    selector_speed: float = 10.0
+    gene_weights: str = "response"
+    status_key: str = "tp53_wt"
+    n_top_degs: int = 100
+    k_neighbours: int = 3
+    shapley_permutations: int = 128
+    shapley_cells: int = 32
+    shapley_tolerance: float = 0.05
+    n_top_genes: int = 10
+
+    def __post_init__(self) -> None:
+        if self.gene_weights not in ("response", "uniform"):
+            raise ValueError(f"gene_weights must be 'response' or 'uniform', "
+                             f"got '{self.gene_weights}'")
+        if self.n_folds < 2 or not self.seeds:
+            raise ValueError("need at least 2 folds and one seed")
+
+
+def prepare_cells(raw: ad.AnnData, n_top_genes: int | None = None) -> ad.AnnData:
+    """Raw counts -> log1p(normalize_total), then (optionally) the `n_top_genes` most variable
+    genes by scanpy's `highly_variable_genes` over all cells, as the paper did (5,000)."""
+    cells = normalize_log1p(raw)
+    if n_top_genes is not None and n_top_genes < cells.n_vars:
+        sc.pp.highly_variable_genes(cells, n_top_genes=n_top_genes, subset=True)
+    return cells
+
+
+def line_status(adata: ad.AnnData, bags: BagData, key: str) -> np.ndarray:
+    """The boolean status of each context of `bags`, checked to be constant within a line."""
+    if key not in adata.obs.columns:
+        raise ValueError(f"obs column '{key}' (the per-line status that stratifies the folds) "
+                         f"is missing; columns: {sorted(map(str, adata.obs.columns))}")
+    per_line = adata.obs.groupby(MIXSEQ_SPEC.context_key, observed=True)[key].agg(
+        ["min", "max"])
+    mixed = per_line.index[per_line["min"] != per_line["max"]].tolist()
+    if mixed:
+        raise ValueError(f"obs '{key}' varies within cell lines {mixed[:5]}; expected one "
+                         "status per line")
+    return per_line.loc[bags.contexts, "min"].to_numpy(bool)
+
+
+def make_folds(status: np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
+    """Test contexts of each fold, stratified by status."""
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return [test for _, test in splitter.split(np.zeros(len(status)), status)]
+
+
+def fold_rows(bags: BagData, test_contexts: list[np.ndarray], seed: int) -> np.ndarray:
+    """(folds, rows) training rows; smaller folds repeat random rows of their own to reach
+    the largest (one compiled program needs one size)."""
+    rng = np.random.default_rng(seed)
+    rows = [np.flatnonzero(~np.isin(bags.row_context, test)) for test in test_contexts]
+    size = max(len(r) for r in rows)
+    if any(len(r) < size for r in rows):
+        log.warning("folds differ in size; smaller folds repeat rows up to %d", size)
+    return np.stack([np.concatenate([r, rng.choice(r, size - len(r))]) for r in rows])
+
+
+def gene_weights(bags: BagData, train_rows: np.ndarray, kind: str) -> np.ndarray:
+    """(folds, genes) loss weights, each from its own fold's training rows only."""
+    if kind == "uniform":
+        return np.ones((len(train_rows), len(bags.genes)), np.float32)
+    weights = np.abs(bags.targets[train_rows]).mean(axis=1)
+    return (weights / weights.mean(axis=1, keepdims=True)).astype(np.float32)
+
+
+def train_folds(bags: BagData, train_rows: np.ndarray, config: PerturbXStudyConfig
+                ) -> tuple[perturbx.PerturbXObjective, FitResult]:
+    """Every fold x seed trained as one program."""
+    steps = config.epochs * (train_rows.shape[1] // config.batch_size)
+    objective = perturbx.build(config.model, len(bags.genes), steps)
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size,
+                               learning_rates=(config.learning_rate,), patience=None,
+                               select_best=False, learning_rate_multipliers=(
+                                   ("logits", config.selector_speed),))
+    folds = Folds(train_rows, train_rows,
+                  arrays={"gene_weights": gene_weights(bags, train_rows, config.gene_weights)})
+    log.info("training %d folds x %d seeds as one program: %d steps of %d bags of %d cells",
+             len(train_rows), len(config.seeds), steps, config.batch_size,
+             config.model.bag_size)
+    result = fit(objective, bags.table(), bags.table(), config.seeds, train_config,
+                 shared={"cells": bags.cells}, folds=folds,
+                 on_epoch=lambda epoch, state: _log_every(epoch, state, config.epochs))
+    return objective, result
+
+
+def _log_every(epoch: int, state, total: int) -> None:
+    if (epoch + 1) % max(1, total // 10) == 0:
+        log.info("epoch %d/%d  train loss %.4f  training-lines validation %.4f", epoch + 1,
+                 total, float(np.mean(state.train_loss[:, epoch])),
+                 float(np.mean(state.val_loss[:, epoch])))
+
+
+def reference_predictions(bags: BagData, status: np.ndarray, train: np.ndarray,
+                          test: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Each reference's effects for the `test` rows, fitted on the `train` rows."""
+    effects = bags.targets[train]
+    profiles = bags.control_means[bags.row_context]
+    return {
+        "mean effect": refs.mean_effect(effects, len(test)),
+        "status mean effect": refs.group_mean_effect(
+            effects, status[bags.row_context[train]], status[bags.row_context[test]]),
+        "nearest lines": refs.nearest_lines_effect(effects, profiles[train], profiles[test], k),
+        "ridge": refs.ridge_effect(effects, profiles[train], profiles[test]),
+    }
+
+
+def score_rows(bags: BagData, status: np.ndarray, rows: np.ndarray, predicted: np.ndarray,
+               top: np.ndarray, **labels) -> list[dict]:
+    """One record per row: its line, status and the four scores."""
+    records = []
+    for row, effect in zip(rows, predicted, strict=True):
+        context = bags.row_context[row]
+        records.append({**labels, "line": bags.contexts[context],
+                        "status": "WT" if status[context] else "MUT",
+                        **mean_effect_scores(bags.control_means[context], bags.targets[row],
+                                             effect, top)})
+    return records
+
+
+def summarise(scores: pd.DataFrame) -> pd.DataFrame:
+    """Table 1: per model, the mean over held-out lines (all / WT / MUT) within each seed,
+    then mean and sd over seeds (references are deterministic: one 'seed')."""
+    parts = {"": scores, " WT": scores[scores["status"] == "WT"],
+             " MUT": scores[scores["status"] == "MUT"]}
+    per_seed = pd.concat(
+        [part.groupby(["model", "seed"])[list(METRICS)].mean().add_suffix(suffix)
+         for suffix, part in parts.items()], axis=1)
+    columns = ["r2", "r2 WT", "r2 MUT", "r2_effect", "r2_effect WT", "r2_effect MUT",
+               "mse", "mse_all"]
+    mean = per_seed.groupby("model")[columns].mean()
+    sd = per_seed.groupby("model")[columns].std().fillna(0.0)
+    table = mean.round(4).astype(str) + " ± " + sd.round(4).astype(str)
+    order = [MODEL, *REFERENCES]
+    return table.reindex([m for m in order if m in table.index]), mean
+
+
+def latent_separation(latents: np.ndarray, status: np.ndarray, test_contexts: list[np.ndarray],
+                      n_seeds: int, bags: BagData) -> pd.DataFrame:
+    """Per seed: status silhouette of the aggregated latents (all lines, each fold's model,
+    averaged), and the accuracy of a logistic regression trained on each fold's training
+    lines' latents predicting its held-out lines (all held-out lines pooled)."""
+    rows_status = status[bags.row_context]
+    records = []
+    for seed in range(n_seeds):
+        silhouettes, correct = [], []
+        for fold, test in enumerate(test_contexts):
+            z = latents[fold * n_seeds + seed]
+            z = (z - z.mean(0)) / (z.std(0) + 1e-8)
+            silhouettes.append(silhouette_score(z, rows_status))
+            held = np.isin(bags.row_context, test)
+            classifier = LogisticRegression().fit(z[~held], rows_status[~held])
+            correct.extend(classifier.predict(z[held]) == rows_status[held])
+        records.append({"seed": seed, "silhouette": float(np.mean(silhouettes)),
+                        "held_out_accuracy": float(np.mean(correct)),
+                        "majority_accuracy": float(max(rows_status.mean(),
+                                                       1 - rows_status.mean()))})
+    return pd.DataFrame(records)
+
+
+def _ranking_function(objective: perturbx.PerturbXObjective):
+    """f((variables, perturbation, axis), selected-gene bags) -> projection on the axis."""
+    def value(args, inputs):
+        variables, perturbation, axis = args
+        pooled = objective.module.apply(variables, inputs, perturbation,
+                                        method=perturbx.PerturbX.pooled_from_selected)
+        return pooled @ axis
+    return value
+
+
+def rank_genes(objective: perturbx.PerturbXObjective, result: FitResult, bags: BagData,
+               latents: np.ndarray, config: PerturbXStudyConfig
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Shapley gene importance on the first principal axis of each model's aggregated
+    latents (all lines), averaged over models; and per-model diagnostics."""
+    rng = np.random.default_rng(config.fold_seed)
+    value = _ranking_function(objective)
+    # One fixed sample of control cells per line, the same for every model.
+    cells = np.stack([bags.cells[start + rng.choice(count, config.shapley_cells)] for start, count
+                      in zip(bags.control_start, bags.control_count, strict=True)])
+    control = bags.control_cells()
+    importance = np.zeros((len(latents), len(bags.genes)))
+    diagnostics = []
+    for member in range(len(latents)):
+        params = jax.tree_util.tree_map(lambda a, m=member: a[m], result.params)
+        state = jax.tree_util.tree_map(lambda a, m=member: a[m], result.model_state)
+        logits = params["selector"]["logits"]
+        selected = np.asarray(distinct_selection(logits))
+        z = latents[member] - latents[member].mean(0)
+        axis = np.linalg.svd(z, full_matrices=False)[2][0]
+        perturbation = jnp.eye(len(bags.perturbations))[0]
+        estimate = sampled_shapley(
+            value, ({"params": params, **state}, perturbation, jnp.asarray(axis)),
+            jnp.asarray(cells[:, :, selected]), jnp.asarray(control[:, selected].mean(0)),
+            jax.random.PRNGKey(member), config.shapley_permutations,
+            config.shapley_tolerance)
+        per_gene = np.abs(estimate.values).mean(axis=0)
+        importance[member, selected] = per_gene / per_gene.sum()
+        diagnostics.append({
+            "member": member, "selector_mean_max_probability":
+                float(mean_max_probability(logits)),
+            "explained_variance_pc1": float(np.linalg.svd(z, compute_uv=False)[0] ** 2
+                                            / (z ** 2).sum()),
+            "shapley_permutations": estimate.n_permutations,
+            "shapley_max_relative_se": float(np.max(
+                estimate.standard_error / np.abs(estimate.values).max(-1, keepdims=True))),
+            "shapley_converged": estimate.converged})
+    ranking = pd.DataFrame({"gene": bags.genes, "importance": importance.mean(0),
+                            "selected_by": (importance > 0).mean(0)})
+    ranking = ranking.sort_values("importance", ascending=False, kind="stable")
+    return ranking.reset_index(drop=True), pd.DataFrame(diagnostics)
+
+
+def run(adata: ad.AnnData, config: PerturbXStudyConfig, workdir: str | Path,
+        programme: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """The whole study; `programme` (the true response genes, when known) scores the ranking."""
+    workdir = Path(workdir)
+    bags = BagData.from_anndata(adata, MIXSEQ_SPEC)
+    if len(bags.perturbations) != 1:
+        raise ValueError(f"the study ranks genes for one perturbation; found "
+                         f"{list(bags.perturbations)} (subset the data)")
+    status = line_status(adata, bags, config.status_key)
+    test_contexts = make_folds(status, config.n_folds, config.fold_seed)
+    train_rows = fold_rows(bags, test_contexts, config.fold_seed)
+    objective, result = train_folds(bags, train_rows, config)
+    everything = bags.full_bags(np.arange(bags.n_rows))
+    predictions = predict_members(objective, result, everything)
+    latents = np.asarray(jax.jit(jax.vmap(objective.latents, in_axes=(0, 0, None)))(
+        result.params, result.model_state, everything))
+    top = top_effect_genes(bags.targets, config.n_top_degs)
+
+    n_seeds = len(config.seeds)
+    records = []
+    for fold, test in enumerate(test_contexts):
+        held = np.flatnonzero(np.isin(bags.row_context, test))
+        train = np.flatnonzero(~np.isin(bags.row_context, test))
+        for s, seed in enumerate(config.seeds):
+            records += score_rows(bags, status, held, predictions[fold * n_seeds + s][held],
+                                  top, model=MODEL, fold=fold, seed=seed)
+        for name, effect in reference_predictions(bags, status, train, held,
+                                                  config.k_neighbours).items():
+            records += score_rows(bags, status, held, effect, top, model=name, fold=fold,
+                                  seed=0)
+    scores = pd.DataFrame(records)
+    table, means = summarise(scores)
+    separation = latent_separation(latents, status, test_contexts, n_seeds, bags)
+    ranking, diagnostics = rank_genes(objective, result, bags, latents, config)
+    if programme is not None:
+        ranking["in_programme"] = ranking["gene"].isin(programme)
+    results = {"scores": scores, "table": table.reset_index(), "separation": separation,
+               "ranking": ranking, "diagnostics": diagnostics}
+    _write(results, bags, status, test_contexts, predictions, latents, top, config, workdir)
+    return results | {"means": means}
+
+
+def _write(results: dict[str, pd.DataFrame], bags: BagData, status: np.ndarray,
+           test_contexts: list[np.ndarray], predictions: np.ndarray, latents: np.ndarray,
+           top: np.ndarray, config: PerturbXStudyConfig, workdir: Path) -> None:
+    """Tables, the paper's figures and summary.md; every file written atomically."""
+    ranking, separation = results["ranking"], results["separation"]
+    head = ranking.head(config.n_top_genes)
+    lines = [f"# PerturbX: {bags.perturbations[0]} on {len(bags.contexts)} cell lines", "",
+             f"{config.n_folds} folds stratified by '{config.status_key}', seeds "
+             f"{list(config.seeds)}; R² / MSE on the top {config.n_top_degs} DEGs.", "",
+             "## Held-out lines (mean over lines within a seed; mean ± sd over seeds)", "",
+             markdown_table(results["table"].set_index("model")), "",
+             "## Aggregated latents vs status", "", markdown_table(separation), "",
+             f"## Top {config.n_top_genes} genes (Shapley on PC1, mean over models)", "",
+             markdown_table(head.set_index("gene"), floatfmt="{:.4f}"), ""]
+    if "in_programme" in head:
+        lines += [f"Precision of the top {config.n_top_genes} against the true programme: "
+                  f"{head['in_programme'].mean():.2f}.", ""]
+    diagnostics = results["diagnostics"]
+    lines += ["Selector mean max probability (1 = every slot one gene): "
+              f"{diagnostics['selector_mean_max_probability'].min():.3f}-"
+              f"{diagnostics['selector_mean_max_probability'].max():.3f}; Shapley "
+              f"({diagnostics['shapley_permutations'].iloc[0]} permutations) converged for "
+              f"{int(diagnostics['shapley_converged'].sum())}/{len(diagnostics)} models "
+              f"(max relative SE {diagnostics['shapley_max_relative_se'].max():.3f}).", ""]
+
+    figures = workdir / "figures"
+    fold0 = np.flatnonzero(np.isin(bags.row_context, test_contexts[0]))
+    train0 = np.flatnonzero(~np.isin(bags.row_context, test_contexts[0]))
+    baseline = refs.mean_effect(bags.targets[train0], 1)[0]
+    for label, want in (("responsive", True), ("non_responsive", False)):
+        rows = [r for r in fold0 if status[bags.row_context[r]] == want]
+        if rows:
+            row = rows[0]
+            plots.effect_scatter(bags.targets[row], {MODEL: predictions[0][row],
+                                                     "mean effect": baseline},
+                                 top, figures / f"effect_{label}.png",
+                                 title=f"{bags.contexts[bags.row_context[row]]} "
+                                       f"({'WT' if want else 'MUT'}), fold 0")
+    z = latents[0] - latents[0].mean(0)
+    pcs = z @ np.linalg.svd(z, full_matrices=False)[2][:2].T
+    row_status = status[bags.row_context]
+    held = np.isin(bags.row_context, test_contexts[0])
+    plots.embedding_scatter({"WT": pcs[row_status & ~held], "MUT": pcs[~row_status & ~held],
+                             "WT (held out)": pcs[row_status & held],
+                             "MUT (held out)": pcs[~row_status & held]},
+                            figures / "latents_pca.png",
+                            title="aggregated latents, fold 0 seed 0")
+    plots.importance_bars(ranking.head(20), figures / "gene_importance.png")
+    plots.metric_bars(results["scores"], list(METRICS), figures / "scores.png")
+    for name in ("scores", "table", "separation", "ranking", "diagnostics"):
+        write_csv(workdir / f"{name}.csv", results[name])
+    write_text(workdir / "config.json", json.dumps(dataclasses.asdict(config), indent=1))
+    write_text(workdir / "summary.md", "\n".join(lines))
