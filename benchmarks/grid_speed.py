@@ -21,9 +21,8 @@ import argparse
 import dataclasses
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+from peak import matmul_peak
 
 from perturbjax.data import shared_data_dir
 from perturbjax.data.cellbench import (
@@ -65,17 +64,6 @@ def problem(seed: int = 0):
     inner_train, inner_validation, _, _ = outer_and_inner_splits(len(y), config)[0]
     data, _ = Design(x, y, config).folds([inner_train])
     return data, inner_validation, name
-
-
-def matmul_peak() -> float:
-    """GFLOP/s of a float32 2048^3 matmul on this machine, now."""
-    a = jnp.ones((2048, 2048), jnp.float32)
-    dot = jax.jit(jnp.dot)
-    dot(a, a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(5):
-        dot(a, a).block_until_ready()
-    return 5 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9
 
 
 def training_flops(points, data) -> float:

@@ -18,8 +18,8 @@ import dataclasses
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from peak import matmul_peak
 
 from perturbjax.data import (
     KANG_SPEC,
@@ -31,15 +31,6 @@ from perturbjax.data import (
 from perturbjax.models import mtae
 from perturbjax.models.fitting import ConditionEncoding, batch_of
 from perturbjax.train import TrainConfig, Trainer
-
-
-def matmul_peak(n: int = 2048, repeats: int = 20) -> float:
-    """Achieved float32 GFLOP/s of a square jnp.dot, the best of `repeats`."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    dot = jax.jit(jnp.dot)
-    dot(a, a).block_until_ready()
-    best = min(_timed(lambda: dot(a, a).block_until_ready()) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
 
 
 def _timed(fn) -> float:

@@ -36,6 +36,10 @@ flags.DEFINE_bool("toy", False, "Use the download-free toy data set instead.")
 flags.DEFINE_integer("lines", 24, "Semi-synthetic: cell lines.")
 flags.DEFINE_integer("wild_type", 7, "Semi-synthetic: TP53 wild-type lines among them.")
 flags.DEFINE_integer("genes", 2000, "Semi-synthetic: genes simulated.")
+flags.DEFINE_float("basal_shift", MixSeqSimConfig.basal_shift,
+                   "Semi-synthetic: tonic programme activity in wild-type lines (log units).")
+flags.DEFINE_list("exclude_lineages", list(MixSeqSimConfig.exclude_lineages),
+                  "Semi-synthetic: DepMap lineages never drawn (empty: draw from all).")
 flags.DEFINE_integer("n_top_genes", None, "Keep this many highly variable genes (scanpy).")
 flags.DEFINE_enum("pooling", "mean", list(POOLINGS), "Bag pooling.")
 flags.DEFINE_enum("target", "bootstrap", list(TARGETS), "Training target.")
@@ -79,7 +83,9 @@ def _load():
     if data_dir is None:
         raise app.UsageError("no data folder: pass --data_dir, set PERTURBJAX_DATA, or --toy")
     raw = make_mixseq_like(data_dir, MixSeqSimConfig(
-        n_lines=FLAGS.lines, n_wild_type=FLAGS.wild_type, n_genes=FLAGS.genes, seed=FLAGS.seed))
+        n_lines=FLAGS.lines, n_wild_type=FLAGS.wild_type, n_genes=FLAGS.genes,
+        basal_shift=FLAGS.basal_shift, exclude_lineages=tuple(FLAGS.exclude_lineages),
+        seed=FLAGS.seed))
     return prepare_cells(raw, FLAGS.n_top_genes), raw.uns["truth"]["programme"]
 
 

@@ -61,11 +61,12 @@ def mean_scatter(real: np.ndarray, predictions: dict[str, np.ndarray], highlight
     _save(fig, path)
 
 
-def embedding_scatter(groups: dict[str, np.ndarray], path: Path, title: str = "") -> None:
+def embedding_scatter(groups: dict[str, np.ndarray], path: Path, title: str = "",
+                      size: float = 4) -> None:
     """First two coordinates of each group (e.g. PCs of control / real / predicted cells)."""
     fig, ax = plt.subplots(figsize=(4.5, 4))
     for name, points in groups.items():
-        ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5, label=name)
+        ax.scatter(points[:, 0], points[:, 1], s=size, alpha=0.5, label=name)
     ax.set_xlabel("PC1")
     ax.set_ylabel("PC2")
     ax.legend(fontsize=7, markerscale=3)

@@ -9,7 +9,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 @pytest.mark.parametrize("name, expected", [("ood_benchmark.ipynb", "Penalty ranking"),
                                             ("signatures.ipynb", "Test metrics"),
-                                            ("drug_response.ipynb", "Transfer to single cells")])
+                                            ("drug_response.ipynb", "Transfer to single cells"),
+                                            ("perturbx.ipynb", "Aggregated latents vs status")])
 def test_notebook_executes_on_the_tiny_setting(name, expected, monkeypatch):
     monkeypatch.setenv("PERTURBJAX_NOTEBOOK_TINY", "1")
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)

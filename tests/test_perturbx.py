@@ -306,6 +306,12 @@ def test_folds_are_stratified_and_never_train_on_held_out_lines(toy):
     rows = fold_rows(bags, tests, seed=0)
     for fold, test in enumerate(tests):
         assert not np.isin(bags.row_context[rows[fold]], test).any()
+    uneven = make_folds(status, 3, seed=0)  # 8 lines in 3 folds: 3, 3, 2 held out
+    padded = fold_rows(bags, uneven, seed=0)
+    assert padded.shape == (3, 6)
+    for fold, test in enumerate(uneven):
+        assert not np.isin(bags.row_context[padded[fold]], test).any()
+        assert len(set(padded[fold])) == 8 - len(test)
     weights = gene_weights(bags, rows, "response")
     np.testing.assert_allclose(weights[0] * np.abs(bags.targets[rows[0]]).mean(0).mean(),
                                np.abs(bags.targets[rows[0]]).mean(0), rtol=1e-5)

@@ -111,6 +111,13 @@ class BagData:
         """Every context's control cells (the leading blocks of `cells`)."""
         return self.cells[: self.control_start[-1] + self.control_count[-1]]
 
+    def input_standardisation(self, floor: float = 0.1) -> dict[str, np.ndarray]:
+        """Per-gene mean and standard deviation (at least `floor`) of the control cells: the
+        inputs a model reads at prediction time, never a target."""
+        control = self.control_cells()
+        return {"gene_mean": control.mean(0),
+                "gene_scale": np.maximum(control.std(0), floor).astype(np.float32)}
+
     def table(self) -> dict[str, np.ndarray]:
         """The per-row arrays the training loop batches over."""
         return {

@@ -126,7 +126,9 @@ def draw_cells(key: jax.Array, start: jax.Array, count: jax.Array, size: int) ->
 @dataclasses.dataclass(frozen=True)
 class PerturbXObjective(Objective):
     """Trains `PerturbX` on rows of `BagData.table()` with the cell pool as the shared
-    array `cells` and, optionally, per-fold `gene_weights` (default uniform)."""
+    array `cells`; optionally per-fold `gene_weights` (default uniform) and a per-gene input
+    standardisation `gene_mean` / `gene_scale` (the model reads (x - mean) / scale; targets
+    stay in the cells' own units)."""
 
     config: PerturbXConfig = PerturbXConfig()
     rng_streams = ("gumbel",)
@@ -145,11 +147,18 @@ class PerturbXObjective(Objective):
                                             bag.shape[1])]
         return treated.mean(axis=1) - bag.mean(axis=1)
 
+    @staticmethod
+    def _standardised(batch: Batch, bag: jax.Array) -> jax.Array:
+        if "gene_mean" not in batch:
+            return bag
+        return (bag - batch["gene_mean"]) / batch["gene_scale"]
+
     def inputs(self, batch: Batch) -> tuple[jax.Array, ...]:
         if "bag" in batch:
-            return batch["bag"], batch["perturbation"], batch.get("mask")
+            return (self._standardised(batch, batch["bag"]), batch["perturbation"],
+                    batch.get("mask"))
         bag = self._bag(batch, jax.random.PRNGKey(EVAL_KEY), self.config.eval_bag_size)
-        return bag, batch["perturbation"]
+        return self._standardised(batch, bag), batch["perturbation"]
 
     def _objective(self, pred: jax.Array, z: jax.Array, target: jax.Array,
                    batch: Batch) -> jax.Array:
@@ -163,8 +172,9 @@ class PerturbXObjective(Objective):
         bag_key, target_key, gumbel_key = jax.random.split(key, 3)
         bag = self._bag(batch, bag_key, self.config.bag_size)
         target = self._target(batch, target_key, bag)
-        (pred, z, _), model_state = self.apply_train(params, model_state, gumbel_key, bag,
-                                                     batch["perturbation"])
+        (pred, z, _), model_state = self.apply_train(
+            params, model_state, gumbel_key, self._standardised(batch, bag),
+            batch["perturbation"])
         return self._objective(pred, z, target, batch), model_state
 
     def validation_loss(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:

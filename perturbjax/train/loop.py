@@ -472,15 +472,15 @@ def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
 
 
 def predict_members(objective: Objective, result: FitResult, batch: Batch,
-                    chunk: int = 4096) -> np.ndarray:
-    """`objective.predict` for every (fold, seed) member on the same batch:
-    array (members, rows, ...)."""
+                    chunk: int = 4096, shared: Batch | None = None) -> np.ndarray:
+    """`objective.predict` for every (fold, seed) member on the same batch, in chunks of rows
+    (`shared` arrays are given whole with every chunk): array (members, rows, ...)."""
     predict = jax.jit(jax.vmap(objective.predict, in_axes=(0, 0, None)))
     n = _n_cells(batch)
     parts = []
     for start in range(0, n, chunk):
         rows = {key: value[start : start + chunk] for key, value in batch.items()}
-        parts.append(np.asarray(predict(result.params, result.model_state, rows)))
+        parts.append(np.asarray(predict(result.params, result.model_state,
+                                        {**rows, **(shared or {})})))
     n_members = result.n_folds * len(result.seeds)
     return np.concatenate(parts, axis=1) if parts else np.zeros((n_members, 0))
-
