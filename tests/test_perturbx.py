@@ -340,7 +340,10 @@ def test_the_study_scores_every_model_on_every_held_out_line(toy_study, toy):
         assert (workdir / name).is_file(), name
     ranking = results["ranking"]
     assert ranking["importance"].sum() == pytest.approx(1.0, rel=1e-5)
-    assert set(results["diagnostics"]["shapley_permutations"]) == {16}
+    diagnostics = results["diagnostics"]
+    assert set(diagnostics["shapley_permutations"]) == {16}
+    for genes in diagnostics["selected_genes"].str.split():
+        assert len(set(genes)) == len(genes) == TINY_MODEL.n_select  # no gene read twice
 
 
 def test_the_launcher_runs_the_toy_study_from_flags(tmp_path):

@@ -263,7 +263,8 @@ def rank_genes(objective: perturbx.PerturbXObjective, result: FitResult, bags: B
                latents: np.ndarray, config: PerturbXStudyConfig
                ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Shapley gene importance on the first principal axis of each model's aggregated
-    latents (all lines), averaged over models; and per-model diagnostics."""
+    latents (all lines), averaged over models; and per-model diagnostics (the genes its
+    selector reads, its convergence, the Shapley errors)."""
     rng = np.random.default_rng(config.fold_seed)
     value = _ranking_function(objective)
     # One fixed sample of control cells per line, the same for every model.
@@ -292,7 +293,8 @@ def rank_genes(objective: perturbx.PerturbXObjective, result: FitResult, bags: B
         per_gene = np.abs(estimate.values).mean(axis=0)
         importance[member, selected] = per_gene / per_gene.sum()
         diagnostics.append({
-            "member": member, "selector_mean_max_probability":
+            "member": member, "selected_genes": " ".join(bags.genes[selected]),
+            "selector_mean_max_probability":
                 float(mean_max_probability(logits)),
             "selector_converged": bool(mean_max_probability(logits) >= CONVERGED),
             "explained_variance_pc1": float(np.linalg.svd(z, compute_uv=False)[0] ** 2
