@@ -20,6 +20,12 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def _diagonal(ax, x: np.ndarray, y: np.ndarray) -> None:
+    """The line y = x across the range of both."""
+    lim = [min(x.min(), y.min()), max(x.max(), y.max())]
+    ax.plot(lim, lim, lw=0.8, color="black")
+
+
 def metric_bars(results: pd.DataFrame, metrics: list[str], path: Path,
                 model_key: str = "model") -> None:
     """One panel per metric: mean +- sd over contexts and seeds for each model."""
@@ -49,8 +55,7 @@ def mean_scatter(real: np.ndarray, predictions: dict[str, np.ndarray], highlight
         guess = pred.mean(0)
         ax.scatter(truth, guess, s=3, color="grey", alpha=0.5)
         ax.scatter(truth[highlight], guess[highlight], s=6, color="tab:red", label="top DEGs")
-        lim = [min(truth.min(), guess.min()), max(truth.max(), guess.max())]
-        ax.plot(lim, lim, lw=0.8, color="black")
+        _diagonal(ax, truth, guess)
         r2 = np.corrcoef(truth, guess)[0, 1] ** 2
         ax.set_title(f"{name}  R²={r2:.3f}", fontsize=9)
         ax.set_xlabel("real mean")
@@ -200,8 +205,7 @@ def effect_scatter(truth: np.ndarray, predictions: dict[str, np.ndarray], top: n
         ax.scatter(truth, pred, s=2, color="grey", alpha=0.4)
         ax.scatter(truth[top], pred[top], s=10, color="tab:blue", label="top DEGs")
         ax.scatter(truth[top[:10]], pred[top[:10]], s=14, color="tab:red", label="top 10")
-        lim = [min(truth.min(), pred.min()), max(truth.max(), pred.max())]
-        ax.plot(lim, lim, lw=0.8, color="black")
+        _diagonal(ax, truth, pred)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("true effect")
     axes[0, 0].set_ylabel("predicted effect")

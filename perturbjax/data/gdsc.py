@@ -113,16 +113,22 @@ def read_response(path: str | os.PathLike, drug: str, measure: str = "LN_IC50",
                      name=measure)
 
 
-def read_expression_npz(path: str | os.PathLike) -> pd.DataFrame:
-    """The shared expression matrix (`X`, `cell_lines`, `genes`) as lines x genes."""
-    path = Path(path)
+def _read_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named arrays of a shared .npz file, or an error naming the file and what is absent."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: GDSC file not found")
     with np.load(path, allow_pickle=True) as data:
-        missing = {"X", "cell_lines", "genes"} - set(data.files)
+        missing = set(names) - set(data.files)
         if missing:
             raise DataValidationError(f"{path}: missing arrays {sorted(missing)}")
-        x, lines, genes = data["X"], data["cell_lines"].astype(str), data["genes"].astype(str)
+        return {name: data[name] for name in names}
+
+
+def read_expression_npz(path: str | os.PathLike) -> pd.DataFrame:
+    """The shared expression matrix (`X`, `cell_lines`, `genes`) as lines x genes."""
+    path = Path(path)
+    arrays = _read_npz(path, ("X", "cell_lines", "genes"))
+    x, lines, genes = arrays["X"], arrays["cell_lines"].astype(str), arrays["genes"].astype(str)
     if x.shape != (len(lines), len(genes)):
         raise DataValidationError(f"{path}: X has shape {x.shape}, expected "
                                   f"({len(lines)} cell_lines, {len(genes)} genes)")
@@ -223,18 +229,13 @@ def read_mutation_status(path: str | os.PathLike, gene: str = "TP53") -> pd.Seri
     """Whether each cell line carries a mutation in `gene` (bool Series indexed by line name),
     from the shared bit-packed `mutations.npz` (`mutated`, `cell_lines`, `genes`)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: GDSC file not found")
-    with np.load(path, allow_pickle=True) as data:
-        missing = {"mutated", "cell_lines", "genes"} - set(data.files)
-        if missing:
-            raise DataValidationError(f"{path}: missing arrays {sorted(missing)}")
-        genes = data["genes"].astype(str).tolist()
-        if gene not in genes:
-            raise DataValidationError(f"{path}: gene '{gene}' is not among the {len(genes)} "
-                                      "genes of the mutation matrix")
-        lines = data["cell_lines"].astype(str)
-        bits = np.unpackbits(data["mutated"], axis=1)[:, : len(genes)]
+    arrays = _read_npz(path, ("mutated", "cell_lines", "genes"))
+    genes = arrays["genes"].astype(str).tolist()
+    if gene not in genes:
+        raise DataValidationError(f"{path}: gene '{gene}' is not among the {len(genes)} "
+                                  "genes of the mutation matrix")
+    lines = arrays["cell_lines"].astype(str)
+    bits = np.unpackbits(arrays["mutated"], axis=1)[:, : len(genes)]
     if len(bits) != len(lines):
         raise DataValidationError(f"{path}: {len(bits)} rows of 'mutated' for "
                                   f"{len(lines)} cell_lines")
