@@ -42,7 +42,7 @@ from perturbjax.models import effect_references as refs
 from perturbjax.models import perturbx
 from perturbjax.nn.concrete import CONVERGED, distinct_selection, mean_max_probability
 from perturbjax.shapley import sampled_shapley
-from perturbjax.train import FitResult, Folds, TrainConfig, fit, predict_members
+from perturbjax.train import FitResult, Folds, TrainConfig, TrainState, fit, predict_members
 
 log = logging.getLogger("perturbjax")
 
@@ -175,7 +175,8 @@ def shared_arrays(bags: BagData, config: PerturbXStudyConfig) -> dict[str, np.nd
             **(bags.input_standardisation() if config.standardise_inputs else {})}
 
 
-def _log_every(epoch: int, state, total: int) -> None:
+def _log_every(epoch: int, state: TrainState, total: int) -> None:
+    """A progress line every tenth of the run (the loop's default logs every epoch)."""
     if (epoch + 1) % max(1, total // 10) == 0:
         log.info("epoch %d/%d  train loss %.4f  training-lines validation %.4f", epoch + 1,
                  total, float(np.mean(state.train_loss[:, epoch])),
