@@ -59,7 +59,7 @@ def seconds_per_epoch(trainer: Trainer, bags: BagData, folds: Folds, seeds, shar
     table = bags.table()
     state = trainer.init(seeds, table, shared, folds)
     member_folds = folds.per_member(len(seeds))
-    flops = trainer.cost_per_epoch(state, table, table, shared)
+    flops = trainer.cost_per_epoch(state, table, table, shared, folds)
     state = trainer.run_epoch(state, table, table, 0, shared, member_folds)
     jax.block_until_ready(state)
     times = []

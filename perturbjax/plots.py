@@ -26,6 +26,15 @@ def _diagonal(ax, x: np.ndarray, y: np.ndarray) -> None:
     ax.plot(lim, lim, lw=0.8, color="black")
 
 
+def _finish_panels(fig, axes, ylabel: str, title: str, path: Path) -> None:
+    """Shared ending of a row of scatter panels: y label and legend on the first, a title."""
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def metric_bars(results: pd.DataFrame, metrics: list[str], path: Path,
                 model_key: str = "model") -> None:
     """One panel per metric: mean +- sd over contexts and seeds for each model."""
@@ -59,11 +68,7 @@ def mean_scatter(real: np.ndarray, predictions: dict[str, np.ndarray], highlight
         r2 = np.corrcoef(truth, guess)[0, 1] ** 2
         ax.set_title(f"{name}  R²={r2:.3f}", fontsize=9)
         ax.set_xlabel("real mean")
-    axes[0, 0].set_ylabel("predicted mean")
-    axes[0, 0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    _save(fig, path)
+    _finish_panels(fig, axes, "predicted mean", title, path)
 
 
 def embedding_scatter(groups: dict[str, np.ndarray], path: Path, title: str = "",
@@ -208,11 +213,7 @@ def effect_scatter(truth: np.ndarray, predictions: dict[str, np.ndarray], top: n
         _diagonal(ax, truth, pred)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("true effect")
-    axes[0, 0].set_ylabel("predicted effect")
-    axes[0, 0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    _save(fig, path)
+    _finish_panels(fig, axes, "predicted effect", title, path)
 
 
 def importance_bars(ranking: pd.DataFrame, path: Path) -> None:

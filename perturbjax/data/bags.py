@@ -118,11 +118,14 @@ class BagData:
         return {"gene_mean": control.mean(0),
                 "gene_scale": np.maximum(control.std(0), floor).astype(np.float32)}
 
+    def one_hot(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The perturbation one-hot of the given rows."""
+        return np.eye(len(self.perturbations), dtype=np.float32)[self.row_perturbation[rows]]
+
     def table(self) -> dict[str, np.ndarray]:
         """The per-row arrays the training loop batches over."""
         return {
-            "perturbation": np.eye(len(self.perturbations), dtype=np.float32)[
-                self.row_perturbation],
+            "perturbation": self.one_hot(),
             "control_start": self.control_start[self.row_context].astype(np.int32),
             "control_count": self.control_count[self.row_context].astype(np.int32),
             "treated_start": self.treated_start.astype(np.int32),
@@ -140,5 +143,4 @@ class BagData:
         offsets = np.arange(size)[None, :]
         mask = offsets < counts[:, None]
         index = np.where(mask, starts[:, None] + offsets, 0)
-        return {"bag": self.cells[index], "mask": mask,
-                "perturbation": self.table()["perturbation"][rows]}
+        return {"bag": self.cells[index], "mask": mask, "perturbation": self.one_hot(rows)}

@@ -163,7 +163,8 @@ def train_folds(bags: BagData, train_rows: np.ndarray, config: PerturbXStudyConf
     log.info("training %d folds x %d seeds as one program: %d steps of %d bags of %d cells",
              len(train_rows), len(config.seeds), steps, config.batch_size,
              config.model.bag_size)
-    result = fit(objective, bags.table(), bags.table(), config.seeds, train_config,
+    table = bags.table()
+    result = fit(objective, table, table, config.seeds, train_config,
                  shared=shared_arrays(bags, config), folds=folds,
                  on_epoch=lambda epoch, state: _log_every(epoch, state, config.epochs))
     return objective, result

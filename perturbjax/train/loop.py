@@ -141,11 +141,13 @@ class Folds:
             if np.min(rows) < 0 or np.max(rows) >= n:
                 raise ValueError(f"Folds.{name} must index rows 0..{n - 1} of its table")
 
-    def per_member(self, repeats: int) -> Batch:
-        """Each fold's rows and arrays repeated for its seeds x learning rates (fold-major)."""
-        parts = {"train_rows": self.train_rows, "validation_rows": self.validation_rows,
-                 **self.arrays}
-        return {k: jnp.repeat(jnp.asarray(v), repeats, axis=0) for k, v in parts.items()}
+    def per_member(self, repeats: int) -> dict:
+        """Each fold's rows and arrays repeated for its seeds x learning rates (fold-major):
+        {'train_rows', 'validation_rows', 'arrays'}."""
+        repeat = lambda a: jnp.repeat(jnp.asarray(a), repeats, axis=0)  # noqa: E731
+        return {"train_rows": repeat(self.train_rows),
+                "validation_rows": repeat(self.validation_rows),
+                "arrays": {k: repeat(v) for k, v in self.arrays.items()}}
 
 
 @dataclasses.dataclass
@@ -251,9 +253,8 @@ class Trainer:
         )
 
     def _epoch_member(self, state: TrainState, train: Batch, validation: Batch,
-                      shared: Batch | None, fold: Batch | None, epoch: jax.Array) -> TrainState:
-        extra = {**(shared or {}), **{k: v for k, v in (fold or {}).items()
-                                      if k not in ("train_rows", "validation_rows")}}
+                      shared: Batch | None, fold: dict | None, epoch: jax.Array) -> TrainState:
+        extra = {**(shared or {}), **(fold["arrays"] if fold else {})}
         n_rows = len(fold["train_rows"]) if fold else _n_cells(train)
         batch_size = self.config.batch_size
         n_steps = _n_steps(n_rows, batch_size)
@@ -300,13 +301,20 @@ class Trainer:
         )
 
     def cost_per_epoch(self, state: TrainState, train: Batch, validation: Batch,
-                       shared: Batch | None = None) -> float:
+                       shared: Batch | None = None, folds: Folds | None = None) -> float:
         """Floating-point operations of one epoch, all members: XLA's count for one compiled
-        step times the steps, plus the validation pass. (XLA counts a scan's body once, so
-        the compiled epoch itself cannot be asked.)"""
-        n_steps = _n_steps(_n_cells(train), self.config.batch_size)
-        batch = {**_gather(train, jnp.arange(self.config.batch_size)), **(shared or {})}
-        validation = {**validation, **(shared or {})}
+        step times the steps, plus the validation pass (with `folds`, on the first fold's
+        rows: every fold has as many). XLA counts a scan's body once, so the compiled epoch
+        itself cannot be asked."""
+        train_rows = (jnp.asarray(folds.train_rows[0]) if folds
+                      else jnp.arange(_n_cells(train)))
+        extra = {**(shared or {}),
+                 **{k: jnp.asarray(v[0]) for k, v in (folds.arrays if folds else {}).items()}}
+        n_steps = _n_steps(len(train_rows), self.config.batch_size)
+        batch = {**_gather(train, train_rows[: self.config.batch_size]), **extra}
+        if folds:
+            validation = _gather(validation, jnp.asarray(folds.validation_rows[0]))
+        validation = {**validation, **extra}
 
         def step(state: TrainState, key: jax.Array):
             tx = make_optimizer(state.learning_rate, self.config)
@@ -337,7 +345,7 @@ class Trainer:
         return self._init(keys, lrs, example)
 
     def run_epoch(self, state: TrainState, train: Batch, validation: Batch, epoch: int,
-                  shared: Batch | None = None, member_folds: Batch | None = None
+                  shared: Batch | None = None, member_folds: dict | None = None
                   ) -> TrainState:
         return self._epoch(state, train, validation, shared, member_folds, jnp.int32(epoch))
 
