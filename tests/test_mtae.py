@@ -7,7 +7,7 @@ from perturbjax.nn.layers import FiLM
 
 
 def _init(config, n_genes=30, n_conditions=3, batch=4):
-    objective = mtae.build(config, n_genes, n_conditions)
+    objective = mtae.build(config, n_genes, tuple(f"c{i}" for i in range(n_conditions)), "c0")
     data = {"x": jnp.ones((batch, n_genes)), "condition": jnp.zeros(batch, jnp.int32)}
     params, state = objective.init(jax.random.PRNGKey(0), data)
     return objective, params, state, data

@@ -34,7 +34,7 @@ def batches(tiny_adata):
     codes = encoding.codes(tiny_adata, SYNTHETIC_SPEC)
     val = np.arange(tiny_adata.n_obs) % 5 == 0
     return (batch_of(tiny_adata[~val], codes[~val]), batch_of(tiny_adata[val], codes[val]),
-            mtae.build(TINY_MODEL, tiny_adata.n_vars, len(encoding.labels)))
+            mtae.build(TINY_MODEL, tiny_adata.n_vars, encoding.labels, encoding.control))
 
 
 def _leaves(tree):
@@ -171,7 +171,8 @@ def test_non_finite_loss_stops_training_with_a_clear_error(batches):
             loss, model_state = super().loss(params, model_state, batch, key)
             return loss * jnp.nan, model_state
 
-    broken = Exploding(objective.module, n_conditions=objective.n_conditions)
+    broken = Exploding(**{f.name: getattr(objective, f.name)
+                          for f in dataclasses.fields(objective)})
     with pytest.raises(FloatingPointError, match="non-finite training loss at epoch 1"):
         fit(broken, train, val, [1], CONFIG)
 
@@ -195,7 +196,7 @@ def test_seed_axis_shards_over_two_devices_with_the_same_result(tmp_path):
         adata = make_perturbation_data(TINY)
         enc = ConditionEncoding.from_adata(adata, SYNTHETIC_SPEC)
         codes = enc.codes(adata, SYNTHETIC_SPEC)
-        objective = mtae.build(TINY_MODEL, adata.n_vars, 2)
+        objective = mtae.build(TINY_MODEL, adata.n_vars, enc.labels, enc.control)
         data = batch_of(adata, codes)
         both = fit(objective, data, data, [1, 2], CONFIG)
         one = fit(objective, data, data, [2], CONFIG)

@@ -15,14 +15,24 @@ from perturbjax.models.references import predict_control, predict_mean_shift
 from perturbjax.train.loop import TrainConfig
 from perturbjax.train.objective import Objective
 
+PAIRINGS = ("none", "ot", "plus_ot")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelFamily:
-    """A learned model: named (architecture, training) configurations and a builder."""
+    """A learned model: named (architecture, training) configurations, a builder
+    `build(config, n_genes, condition labels, control label, n_train)`, and what it trains
+    on: "none" (each cell reconstructs itself), "ot" (optimal-transport pairs) or "plus_ot"
+    (the former, then fine-tuned on the latter)."""
 
     name: str
     configs: dict[str, tuple[Any, TrainConfig]]
-    build: Callable[[Any, int, int], Objective]
+    build: Callable[..., Objective]
+    pairing: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"model '{self.name}': pairing must be one of {PAIRINGS}")
 
     def config(self, name: str) -> tuple[Any, TrainConfig]:
         if name not in self.configs:
@@ -34,7 +44,8 @@ class ModelFamily:
 Reference = Callable[[HoldOut, PerturbationSpec, str], np.ndarray]
 
 LEARNED: dict[str, ModelFamily] = {
-    "mtae": ModelFamily("mtae", mtae.CONFIGS, mtae.build),
+    name: ModelFamily(name, configs, mtae.build, pairing)
+    for name, (configs, pairing) in mtae.VARIANTS.items()
 }
 REFERENCES: dict[str, Reference] = {
     "control": predict_control,

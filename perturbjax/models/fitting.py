@@ -1,7 +1,9 @@
 """From AnnData to a trained ensemble and back: condition codes, device batches, predictions.
 
 Every learned model goes through these functions, so all of them see the same training pool,
-the same validation split and predict from the same control matrix.
+the same validation split and predict from the same control matrix. Models trained on
+optimal-transport pairs (`fit_on_pairs`) pair the training cells and the validation cells
+separately, inside that same split.
 """
 
 from __future__ import annotations
@@ -14,22 +16,31 @@ import anndata as ad
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from sklearn.decomposition import PCA
 
 from perturbjax.data.schema import PerturbationSpec
-from perturbjax.data.splits import stratified_validation_mask
+from perturbjax.data.splits import is_control, stratified_validation_mask
+from perturbjax.ot import PairingConfig, pair_cells
 from perturbjax.train.loop import FitResult, TrainConfig, fit, predict_members
 from perturbjax.train.objective import Batch, Objective
 
 
 @dataclasses.dataclass(frozen=True)
 class ConditionEncoding:
-    """Sorted condition labels, control included; a cell's code is its label's position."""
+    """Sorted condition labels, `control` among them; a cell's code is its label's position."""
 
     labels: tuple[str, ...]
+    control: str
+
+    def __post_init__(self) -> None:
+        if self.control not in self.labels:
+            raise ValueError(f"the control condition '{self.control}' is not among the "
+                             f"conditions {list(self.labels)}")
 
     @classmethod
     def from_adata(cls, adata: ad.AnnData, spec: PerturbationSpec) -> ConditionEncoding:
-        return cls(tuple(sorted(adata.obs[spec.condition_key].astype(str).unique())))
+        return cls(tuple(sorted(adata.obs[spec.condition_key].astype(str).unique())),
+                   str(spec.control_value))
 
     def code(self, label: str) -> int:
         if label not in self.labels:
@@ -60,6 +71,57 @@ def fit_on_anndata(objective: Objective, train_config: TrainConfig, train: ad.An
                                      validation_seed)
     return fit(objective, batch_of(train[~val], codes[~val]), batch_of(train[val], codes[val]),
                seeds, train_config, workdir=workdir, fingerprint=fingerprint)
+
+
+def pairing_coordinates(adata: ad.AnnData, n_components: int = 50, seed: int = 0
+                        ) -> np.ndarray:
+    """PCA coordinates of the cells, the space optimal-transport pairs are made in."""
+    x = np.asarray(adata.X, np.float32)
+    n_components = min(n_components, x.shape[0] - 1, x.shape[1])
+    return PCA(n_components=n_components, random_state=seed).fit_transform(x).astype(np.float32)
+
+
+def pair_table(rows: np.ndarray, coordinates: np.ndarray, adata: ad.AnnData,
+               spec: PerturbationSpec, encoding: ConditionEncoding,
+               pairing: PairingConfig, seed: int = 0) -> Batch:
+    """Training rows for cells `rows` of `adata`: each control cell -> its OT partner under
+    every perturbed condition of its context, and -> itself under control. `source_row` and
+    `target_row` index `adata`'s rows; `condition` is the target's code."""
+    context = adata.obs[spec.context_key].astype(str).to_numpy()[rows]
+    condition = adata.obs[spec.condition_key].astype(str).to_numpy()[rows]
+    pairs = pair_cells(coordinates[rows], context, condition, str(spec.control_value),
+                       pairing, seed=seed)
+    controls = rows[condition == str(spec.control_value)]
+    codes = np.concatenate([[encoding.code(c) for c in pairs.condition],
+                            np.full(len(controls), encoding.code(encoding.control))])
+    return {"source_row": jnp.asarray(np.concatenate([rows[pairs.control], controls]),
+                                      jnp.int32),
+            "target_row": jnp.asarray(np.concatenate([rows[pairs.partner], controls]),
+                                      jnp.int32),
+            "condition": jnp.asarray(codes, jnp.int32)}
+
+
+def fit_on_pairs(objective: Objective, train_config: TrainConfig, train: ad.AnnData,
+                 spec: PerturbationSpec, encoding: ConditionEncoding, seeds: Sequence[int],
+                 pairing: PairingConfig | None = None, workdir: str | Path | None = None,
+                 validation_seed: int = 0, fingerprint: dict | None = None,
+                 warm_start: FitResult | None = None) -> FitResult:
+    """Train control -> OT partner (and control -> itself) on `train`, with the validation
+    split of `fit_on_anndata`; the pairs are made in a PCA of `train`, separately within the
+    training and the validation cells, and always within a (context, condition) group.
+    `warm_start` fine-tunes an earlier result (the "plus OT" variants); `pairing` defaults
+    to `PairingConfig()`."""
+    pairing = pairing or PairingConfig()
+    val = stratified_validation_mask(train, spec, train_config.validation_fraction,
+                                     validation_seed)
+    if not (is_control(train, spec) & val).any():
+        raise ValueError("the validation split holds no control cells to pair")
+    coordinates = pairing_coordinates(train)
+    tables = [pair_table(np.flatnonzero(mask), coordinates, train, spec, encoding, pairing)
+              for mask in (~val, val)]
+    cells = {"cells": jnp.asarray(np.asarray(train.X, np.float32))}
+    return fit(objective, tables[0], tables[1], seeds, train_config, workdir=workdir,
+               fingerprint=fingerprint, shared=cells, warm_start=warm_start)
 
 
 def predict_anndata(objective: Objective, result: FitResult, control: ad.AnnData,

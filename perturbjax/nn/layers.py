@@ -1,4 +1,5 @@
-"""Layers shared by every model: FiLM conditioning, a dense block, and MLP encoders/decoders.
+"""Layers shared by every model: FiLM conditioning, a dense block, MLP encoders/decoders and a
+discriminator.
 
 All Dense kernels use Xavier-uniform initialisation (the seed code's choice). BatchNorm follows
 PyTorch's defaults (momentum 0.1 there, 0.9 here in Flax's convention; epsilon 1e-5).
@@ -73,7 +74,11 @@ class DenseBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """[input dropout] -> DenseBlocks(hidden) -> Dense(latent) [-> LeakyReLU]."""
+    """[input dropout] -> DenseBlocks(hidden) -> Dense(latent) [-> LeakyReLU].
+
+    `variational`: a second head, Dense(latent) named `log_variance`, makes the output the
+    pair (mean, log-variance) of a Gaussian latent (the activation, if any, on both heads).
+    """
 
     hidden: Sequence[int]
     latent: int
@@ -81,15 +86,19 @@ class Encoder(nn.Module):
     dropout: float = 0.0
     input_dropout: float = 0.0
     latent_activation: bool = False
+    variational: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array | tuple[jax.Array, jax.Array]:
         if self.input_dropout:
             x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
         for width in self.hidden:
             x = DenseBlock(width, self.batch_norm, self.dropout)(x, train=train)
-        z = nn.Dense(self.latent, kernel_init=XAVIER)(x)
-        return leaky_relu(z) if self.latent_activation else z
+        activation = leaky_relu if self.latent_activation else (lambda v: v)
+        z = activation(nn.Dense(self.latent, kernel_init=XAVIER)(x))
+        if not self.variational:
+            return z
+        return z, activation(nn.Dense(self.latent, kernel_init=XAVIER, name="log_variance")(x))
 
 
 class Decoder(nn.Module):
@@ -114,6 +123,26 @@ class Decoder(nn.Module):
             z = DenseBlock(width, self.batch_norm, self.dropout, film)(z, c, train=train)
         x = nn.Dense(self.out, kernel_init=XAVIER)(z)
         return leaky_relu(x) if self.output_activation else x
+
+
+class Discriminator(nn.Module):
+    """Spectral-norm Dense(hidden) -> LeakyReLU -> Dropout, then Dense(1): one logit per row.
+
+    Spectral normalisation bounds the critic's Lipschitz constant, which keeps the adversarial
+    game stable; its power-iteration vector lives in the `batch_stats` collection.
+    """
+
+    hidden: Sequence[int] = (32,)
+    dropout: float = 0.1
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        for width in self.hidden:
+            x = nn.SpectralNorm(nn.Dense(width, kernel_init=XAVIER))(x, update_stats=train)
+            x = leaky_relu(x)
+            if self.dropout:
+                x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return nn.Dense(1, kernel_init=XAVIER)(x)[..., 0]
 
 
 def one_hot(codes: jax.Array, n: int) -> jax.Array:

@@ -243,7 +243,8 @@ class Trainer:
     def _init_member(self, key: jax.Array, learning_rate: jax.Array, example: Batch) -> TrainState:
         init_key, run_key = jax.random.split(key)
         params, model_state = self.objective.init(init_key, example)
-        opt_state = make_optimizer(learning_rate, self.config).init(params)
+        opt_state = self.objective.init_optimizer(make_optimizer(learning_rate, self.config),
+                                                  params)
         history = jnp.full((self.config.epochs,), jnp.nan, jnp.float32)
         return TrainState(
             params=params, model_state=model_state, opt_state=opt_state,
@@ -271,7 +272,8 @@ class Trainer:
             indices, i = xs
             batch = {**_gather(train, indices), **extra}
             params, model_state, opt_state, loss = self.objective.train_step(
-                params, model_state, opt_state, batch, jax.random.fold_in(step_key, i), tx
+                params, model_state, opt_state, batch, jax.random.fold_in(step_key, i), tx,
+                epoch,
             )
             return (params, model_state, opt_state), loss
 
@@ -319,7 +321,7 @@ class Trainer:
         def step(state: TrainState, key: jax.Array):
             tx = make_optimizer(state.learning_rate, self.config)
             return self.objective.train_step(state.params, state.model_state, state.opt_state,
-                                             batch, key, tx)
+                                             batch, key, tx, jnp.int32(0))
 
         def flops(fn, *args) -> float:
             analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
@@ -380,6 +382,7 @@ def fit(
     on_epoch: EpochCallback | None = None,
     shared: Batch | None = None,
     folds: Folds | None = None,
+    warm_start: FitResult | None = None,
 ) -> FitResult:
     """Train one member per (fold, seed, learning rate) as a single vmapped program.
 
@@ -389,6 +392,8 @@ def fit(
     every that many epochs and a later call with the same arguments resumes from the newest
     checkpoint, reaching the same final parameters as an uninterrupted run.
     `on_epoch(epoch, state)` runs after each epoch (the default logs a progress line).
+    `warm_start`: the members begin at that earlier result's parameters (its (fold, seed)
+    members, each repeated for every learning rate) with a fresh optimiser: fine-tuning.
     """
     seeds = tuple(int(s) for s in seeds)
     _check_keys(train, shared, folds)
@@ -405,6 +410,8 @@ def fit(
     train, validation, shared = jax.device_put((train, validation, shared), replicated)
     member_folds = folds.per_member(per_fold) if folds else None
     state = trainer.init(seeds, train, shared, folds)
+    if warm_start is not None:
+        state = _warm_started(state, warm_start, len(config.learning_rates))
     if shardings:
         state, member_folds = jax.device_put((state, member_folds), shardings[0])
 
@@ -450,6 +457,25 @@ def fit(
             checkpointer.close()
     return _select(state, seeds, config, epochs_run, n_folds,
                    devices=len(jax.devices()) if shardings else 1)
+
+
+def _warm_started(state: TrainState, start: FitResult, n_rates: int) -> TrainState:
+    """`state` with its parameters replaced by `start`'s (one per (fold, seed) member)."""
+    n_members = state.key.shape[0] // n_rates
+    n_start = start.n_folds * len(start.seeds)
+    if n_start != n_members:
+        raise ValueError(f"warm_start has {n_start} (fold, seed) members; this fit trains "
+                         f"{n_members}: use the same folds and seeds")
+    repeat = lambda tree: jax.tree_util.tree_map(  # noqa: E731
+        lambda a: jnp.repeat(jnp.asarray(a), n_rates, axis=0), tree)
+    params, model_state = repeat(start.params), repeat(start.model_state)
+    if (jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(state.params)
+            or jax.tree_util.tree_structure(model_state)
+            != jax.tree_util.tree_structure(state.model_state)):
+        raise ValueError("warm_start's parameters do not fit this objective's model")
+    copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)  # noqa: E731 (no shared buffers: the epoch donates the state)
+    return state.replace(params=params, model_state=model_state, best_params=copy(params),
+                         best_model_state=copy(model_state))
 
 
 def _patience_exhausted(state: TrainState, last_epoch: int, patience: int | None) -> bool:

@@ -2,7 +2,8 @@
 
 The loop never looks inside a model. It calls `init` once per ensemble member, `loss` once per
 mini-batch (train mode: dropout on, BatchNorm statistics updated) and `validation_loss` once
-per epoch (eval mode). Subclasses define `loss` and `predict`.
+per epoch (eval mode). Subclasses define `loss` and `predict`; models with alternating
+updates (a discriminator beside the network) override `train_step` and `init_optimizer`.
 """
 
 from __future__ import annotations
@@ -69,9 +70,15 @@ class Objective:
         """The model's prediction for a batch, in eval mode."""
         raise NotImplementedError
 
+    def init_optimizer(self, tx: optax.GradientTransformation, params: PyTree) -> PyTree:
+        """The optimiser state of one member (one per parameter group, where groups alternate)."""
+        return tx.init(params)
+
     def train_step(self, params: PyTree, model_state: PyTree, opt_state: PyTree, batch: Batch,
-                   key: jax.Array, tx: Any) -> tuple[PyTree, PyTree, PyTree, jax.Array]:
-        """One optimiser update on a batch; models with alternating updates override this."""
+                   key: jax.Array, tx: Any, epoch: jax.Array
+                   ) -> tuple[PyTree, PyTree, PyTree, jax.Array]:
+        """One optimiser update on a batch. `epoch` (a traced integer) lets models with a
+        schedule of training phases choose what to update; this default ignores it."""
         (loss, model_state), grads = jax.value_and_grad(self.loss, has_aux=True)(
             params, model_state, batch, key
         )
