@@ -69,3 +69,53 @@ def test_launcher_runs_the_study_from_flags(tmp_path):
     assert "Penalty ranking" in out.stdout
     assert "epoch 2/2" in out.stderr
     assert len(pd.read_csv(tmp_path / "metrics.csv")) == 2
+
+
+def test_nearest_seen_dose_is_nearest_on_the_log_dose_scale():
+    assert ood.nearest_seen_condition("1", ["0.3", "3", "10"]) == "0.3"
+    assert ood.nearest_seen_condition("5", ["0.3", "3", "10"]) == "3"
+    with pytest.raises(ValueError, match="numeric dose labels"):
+        ood.nearest_seen_condition("stimulated", ["LPS6"])
+
+
+def test_dose_never_seen_is_scored_apart_with_its_nearest_seen_dose(tmp_path):
+    config = ood.OODConfig(
+        design="multidose", held_out=("type_1",), models=("mtae", "control", "mean_shift"),
+        seeds=(1,), epochs=1, checkpoint_every=0, figures=False, conditioning="log_dose",
+        held_out_conditions=("1",),
+        multidose=ood.MultiDoseConfig(n_types=3, n_genes=60, doses=(0.1, 1.0, 10.0), largest=40,
+                                      smallest=30, n_response_genes=15, insensitive_types=0))
+    results = ood.run(config, tmp_path)
+    table = results.metrics
+    held = table[table.held_out_condition]
+    assert set(held.condition) == {"1"}
+    assert set(held.model) == {"mtae", "mtae@nearest", "control@nearest", "mean_shift@nearest"}
+    assert set(held.loc[held.model.str.endswith("@nearest"), "decoded_as"]) == {"0.1"}
+    assert set(table.loc[~table.held_out_condition, "condition"]) == {"0.1", "10"}
+    assert not results.ranking.index.str.contains("@").any()  # ranked on seen doses only
+    assert "Conditions never seen in training" in results.summary
+    with pytest.raises(ValueError, match="held_out_conditions cannot include the control"):
+        dataclasses.replace(config, held_out_conditions=("0",))
+
+
+def _species_study(models, tmp_path):
+    config = ood.OODConfig(
+        design="species", held_out=("rat",), models=models, seeds=(1,), epochs=1,
+        checkpoint_every=0, figures=False,
+        species_data=ood.SpeciesConfig(n_genes=40, cells_per_group=40, n_response_genes=10))
+    results = ood.run(config, tmp_path)
+    assert set(results.ranking.index) == set(models)
+    assert set(results.metrics.context) == {"rat"}
+    assert set(results.metrics.condition) == {"LPS6"}
+    assert results.metrics[["r2_all", "edistance"]].notna().all().all()
+
+
+def test_alternating_and_paired_variants_train_and_are_ranked_on_the_species_design(tmp_path):
+    # The three training paths: alternating steps, OT pairs after pre-training, Gaussian latent.
+    _species_study(("mtae_adv", "mtvae_plus_ot", "control"), tmp_path)
+
+
+@pytest.mark.slow
+def test_every_variant_trains_and_is_ranked_on_the_species_design(tmp_path):
+    from perturbjax.models import LEARNED
+    _species_study((*LEARNED, "control"), tmp_path)

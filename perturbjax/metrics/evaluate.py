@@ -46,5 +46,6 @@ def evaluate_prediction(reference: HeldOutReference, pred: np.ndarray, n_top_deg
     scores: dict[str, float] = {}
     scores.update(common_degs(ref.control, ref.real, pred, ref.genes, n_top=n_top_degs))
     scores.update(r2_scores(ref.real, pred, ref.subsets, seed=seed))
+    scores["mse_means"] = float(np.mean((ref.real.mean(0) - pred.mean(0)) ** 2))
     scores.update(compare_distances(ref.real_pcs, ref.pca.transform(pred), ref.control_pcs))
     return scores

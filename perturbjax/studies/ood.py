@@ -5,6 +5,13 @@ every held-out context train each learned model (all seeds as one vmapped progra
 from the context's control cells, score every prediction against the real perturbed cells and
 write the metrics table, a markdown summary with the penalty ranking, figures, checkpoints and
 the resolved configuration into `workdir`.
+
+Three designs share the protocol: "single" (one perturbation, e.g. Kang's cell types),
+"multidose" (every dose is a condition, scored per dose and averaged) and "species" (the
+held-out unit is a species). Conditions in `held_out_conditions` are removed from the training
+pool of every context: a dose never seen at all. Their scores form a table of their own, beside
+each model's prediction with the nearest seen dose (`<model>@nearest`); only a continuous dose
+encoding (`conditioning="log_dose"`) can predict them directly.
 """
 
 from __future__ import annotations
@@ -21,11 +28,19 @@ import pandas as pd
 
 from perturbjax import plots
 from perturbjax.data import (
+    NAULT_SPEC,
+    SPECIES_SPEC,
+    MultiDoseConfig,
     PerturbationSpec,
+    SpeciesConfig,
     SyntheticConfig,
     hold_out,
     load_h5ad,
+    load_nault,
+    load_species,
+    make_multidose_data,
     make_perturbation_data,
+    make_species_data,
     normalize_log1p,
     select_hvgs,
     validate,
@@ -35,24 +50,38 @@ from perturbjax.files import markdown_table, write_csv, write_text
 from perturbjax.metrics import HeldOutReference, evaluate_prediction, penalty_ranking
 from perturbjax.metrics.distances import DISTANCES
 from perturbjax.models import LEARNED, REFERENCES, check_model_names
-from perturbjax.models.fitting import ConditionEncoding, fit_on_anndata, predict_anndata
+from perturbjax.models.fitting import (
+    ConditionEncoding,
+    fit_on_anndata,
+    fit_on_pairs,
+    predict_anndata,
+)
+from perturbjax.ot import PairingConfig
 
 log = logging.getLogger("perturbjax")
 
 RANKED_METRICS = ["degs", "r2_all", "r2_top20", "r2_top100", *DISTANCES]
 SUMMARY_METRICS = ["degs", "degs_abs", "r2_all", "r2_top20", "r2_top100", "r2_top100_sub",
                    "edistance", "edistance_ratio", "euclidean", "mmd_rbf", "wasserstein"]
+HELD_OUT_DOSE_METRICS = ["mse_means", "r2_all", "r2_top100", "euclidean", "edistance"]
+DESIGNS = ("single", "multidose", "species")
+NEAREST = "@nearest"  # suffix of a model's prediction with the nearest seen dose
 
 
 @dataclasses.dataclass(frozen=True)
 class OODConfig:
     """Everything that defines one benchmark run.
 
-    `data` is "synthetic" (the embedded generator, configured by `synthetic`) or the path of
-    an h5ad file whose obs columns are named by the three keys. `held_out` empty means every
-    context. `epochs` overrides the model configuration's epoch count.
+    `design` is "single", "multidose" or "species". `data` is "synthetic" (the design's
+    embedded generator, configured by `synthetic` / `multidose` / `species_data`) or the path
+    of an h5ad file: for "single" any file whose obs columns are named by the three keys, for
+    the others the published schemas (scVIDR's Nault file with raw counts, scGen's species
+    file). `held_out` empty means every context. `epochs` overrides the model configuration's
+    epoch count. `conditioning` is the condition vector of every learned model ("one_hot" or
+    "log_dose"); `held_out_conditions` are removed from training everywhere (see above).
     """
 
+    design: str = "single"
     data: str = "synthetic"
     context_key: str = "cell_type"
     condition_key: str = "condition"
@@ -65,11 +94,27 @@ class OODConfig:
     seeds: tuple[int, ...] = (1, 2, 19193)
     epochs: int | None = None
     checkpoint_every: int = 25
+    conditioning: str = "one_hot"
+    held_out_conditions: tuple[str, ...] = ()
+    pairing: PairingConfig = PairingConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
+    multidose: MultiDoseConfig = MultiDoseConfig()
+    species_data: SpeciesConfig = SpeciesConfig()
     figures: bool = True
+
+    def __post_init__(self) -> None:
+        if self.design not in DESIGNS:
+            raise ValueError(f"OODConfig.design must be one of {DESIGNS}, got '{self.design}'")
+        if str(self.spec.control_value) in self.held_out_conditions:
+            raise ValueError("held_out_conditions cannot include the control condition")
 
     @property
     def spec(self) -> PerturbationSpec:
+        """The obs columns: the flags for "single", the published schema otherwise."""
+        if self.design == "multidose":
+            return NAULT_SPEC
+        if self.design == "species":
+            return SPECIES_SPEC
         return PerturbationSpec(self.context_key, self.condition_key, self.control_value)
 
 
@@ -84,12 +129,26 @@ class OODResults:
 
 def load_dataset(config: OODConfig) -> ad.AnnData:
     """The configured data set, validated and log-normalised."""
+    held_out = config.held_out or None
     if config.data == "synthetic":
-        adata = make_perturbation_data(config.synthetic)
-        validate(adata, config.spec, held_out=config.held_out or None, source="synthetic")
+        adata = {"single": lambda: make_perturbation_data(config.synthetic),
+                 "multidose": lambda: make_multidose_data(config.multidose),
+                 "species": lambda: make_species_data(config.species_data)}[config.design]()
+        validate(adata, config.spec, held_out=held_out, source=f"synthetic {config.design}")
+    elif config.design == "multidose":
+        adata = load_nault(config.data)  # counts, filtered and log-normalised by the loader
+    elif config.design == "species":
+        adata = load_species(config.data)
     else:
-        adata = load_h5ad(config.data, config.spec, held_out=config.held_out or None)
-    return normalize_log1p(adata) if config.counts else adata
+        adata = load_h5ad(config.data, config.spec, held_out=held_out)
+    if held_out and config.data != "synthetic" and config.design != "single":
+        validate(adata, config.spec, held_out=held_out, source=config.data)
+    missing = set(config.held_out_conditions) - set(adata.obs[config.spec.condition_key]
+                                                     .astype(str))
+    if missing:
+        raise ValueError(f"held_out_conditions {sorted(missing)} are not conditions of the "
+                         f"data (obs '{config.spec.condition_key}')")
+    return normalize_log1p(adata) if config.counts and config.design == "single" else adata
 
 
 Predictions = dict[str, list[np.ndarray]]  # condition -> one (cells x genes) array per seed
@@ -106,17 +165,29 @@ def _predict_learned(model: str, split: HoldOut, config: OODConfig, encoding: Co
     """Train every seed of a learned model as one program, then predict each condition."""
     family = LEARNED[model]
     model_config, train_config = family.config(config.configuration)
+    model_config = dataclasses.replace(model_config, conditioning=config.conditioning)
+    if config.design == "multidose" and config.configuration == "thesis":
+        # The seed's multi-dose models first embed the condition: Dense 16 + LeakyReLU.
+        model_config = dataclasses.replace(model_config, film_embedding=16)
     if config.epochs is not None:
         train_config = dataclasses.replace(train_config, epochs=config.epochs)
     train_config = dataclasses.replace(train_config, checkpoint_every=config.checkpoint_every)
-    objective = family.build(model_config, split.train.n_vars, len(encoding.labels))
+    objective = family.build(model_config, split.train.n_vars, encoding.labels,
+                             encoding.control, n_train=split.train.n_obs)
+    checkpoints = workdir / "checkpoints" / model / split.context
+    fingerprint = {"model": model, "configuration": config.configuration,
+                   "model_config": dataclasses.asdict(model_config)}
     started = time.perf_counter()
-    result = fit_on_anndata(
-        objective, train_config, split.train, config.spec, encoding, config.seeds,
-        workdir=workdir / "checkpoints" / model / split.context,
-        fingerprint={"model": model, "configuration": config.configuration,
-                     "model_config": dataclasses.asdict(model_config)},
-    )
+    result = None
+    if family.pairing != "ot":
+        result = fit_on_anndata(objective, train_config, split.train, config.spec, encoding,
+                                config.seeds, workdir=checkpoints, fingerprint=fingerprint)
+    if family.pairing != "none":
+        result = fit_on_pairs(objective, train_config, split.train, config.spec, encoding,
+                              config.seeds, config.pairing, workdir=checkpoints / "pairs",
+                              fingerprint={**fingerprint, "pairing": family.pairing,
+                                           **dataclasses.asdict(config.pairing)},
+                              warm_start=result)
     seconds = time.perf_counter() - started
     runs = [{"seed": seed, "epochs_run": result.epochs_run, "best_epoch": int(best) + 1,
              "learning_rate": float(lr), "train_seconds": seconds}
@@ -142,12 +213,30 @@ def _write_figures(split: HoldOut, references: dict[str, HeldOutReference],
                                 title=f"{title} (PCA of real cells)")
 
 
+def nearest_seen_condition(condition: str, seen: list[str]) -> str:
+    """The seen dose closest to `condition` on the log1p(dose) scale (labels are doses)."""
+    try:
+        target, doses = np.log1p(float(condition)), np.log1p([float(c) for c in seen])
+    except ValueError as error:
+        raise ValueError(f"held-out conditions need numeric dose labels; got '{condition}' "
+                         f"and {seen}") from error
+    return seen[int(np.argmin(np.abs(doses - target)))]
+
+
 def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
                       workdir: Path) -> list[dict]:
-    """Predict with every model on one held-out context and score each prediction."""
-    condition_of = split.truth.obs[config.condition_key].astype(str)
+    """Predict with every model on one held-out context and score each prediction.
+
+    A condition in `config.held_out_conditions` is scored twice per learned model: decoded
+    under its own code (`<model>`) and under the nearest seen dose (`<model>@nearest`);
+    references, which need training cells of the condition, only the latter."""
+    condition_of = split.truth.obs[config.spec.condition_key].astype(str)
     conditions = [c for c in encoding.labels
-                  if c != str(config.control_value) and (condition_of == c).any()]
+                  if c != str(config.spec.control_value) and (condition_of == c).any()]
+    seen = sorted(set(split.train.obs[config.spec.condition_key].astype(str))
+                  - {str(config.spec.control_value)})
+    nearest = {c: nearest_seen_condition(c, seen) for c in conditions
+               if c in config.held_out_conditions}
     references = {
         c: HeldOutReference.build(split.control.X, split.truth.X[(condition_of == c).to_numpy()],
                                   split.control.var_names)
@@ -155,50 +244,76 @@ def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEnco
     }
     rows, first_seed = [], {c: {} for c in conditions}
     for model in config.models:
+        # (name in the table, condition scored, condition decoded)
+        plan = [(model, c, c) for c in conditions
+                if model in LEARNED or c not in nearest]
+        plan += [(model + NEAREST, c, nearest[c]) for c in conditions if c in nearest]
+        decoded = sorted({d for _, _, d in plan})
         if model in REFERENCES:
-            predictions, runs = _predict_reference(model, split, config, conditions)
+            predictions, runs = _predict_reference(model, split, config, decoded)
         else:
-            predictions, runs = _predict_learned(model, split, config, encoding, conditions,
+            predictions, runs = _predict_learned(model, split, config, encoding, decoded,
                                                  workdir)
-        for condition, per_seed in predictions.items():
-            first_seed[condition][model] = per_seed[0]
+        for name, condition, decoded_as in plan:
+            per_seed = predictions[decoded_as]
+            first_seed[condition][name] = per_seed[0]
             for run_info, pred in zip(runs, per_seed, strict=True):
                 scores = evaluate_prediction(references[condition], pred,
                                              seed=run_info["seed"] or 0)
-                rows.append({"model": model, "context": split.context, "condition": condition,
+                rows.append({"model": name, "context": split.context, "condition": condition,
+                             "decoded_as": decoded_as,
+                             "held_out_condition": condition in nearest,
                              **run_info, **scores})
     if config.figures:
         _write_figures(split, references, first_seed, workdir)
     return rows
 
 
-def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Penalty ranking and a markdown summary (mean ± sd per model)."""
-    ranking = penalty_ranking(metrics, RANKED_METRICS)
-    stats = metrics.groupby("model")[SUMMARY_METRICS].agg(["mean", "std"])
+def _mean_sd_table(metrics: pd.DataFrame, columns: list[str], order) -> pd.DataFrame:
+    stats = metrics.groupby("model")[columns].agg(["mean", "std"])
     table = pd.DataFrame(index=stats.index)
-    for metric in SUMMARY_METRICS:
+    for metric in columns:
         mean, sd = stats[(metric, "mean")], stats[(metric, "std")].fillna(0.0)
         table[metric] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd, strict=True)]
-    table = table.loc[ranking.index]
-    per_context = {m: metrics.pivot_table(index="context", columns="model", values=m)
+    return table.loc[[m for m in order if m in table.index]]
+
+
+def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Penalty ranking and a markdown summary (mean ± sd per model); conditions held out of
+    training everywhere are left out of the ranking and get a table of their own."""
+    held = (metrics["held_out_condition"].astype(bool) if "held_out_condition" in metrics
+            else pd.Series(False, index=metrics.index))
+    main = metrics[~held]
+    ranking = penalty_ranking(main, RANKED_METRICS)
+    per_context = {m: main.pivot_table(index="context", columns="model", values=m)
                    for m in ("edistance", "r2_top100")}
-    text = "\n\n".join([
+    parts = [
         "# OOD benchmark summary",
-        f"{metrics['context'].nunique()} held-out contexts, "
-        f"{metrics['seed'].dropna().nunique()} seeds. Mean ± sd over contexts, conditions and "
-        "seeds (references are deterministic: one row per context). Distances are raw "
-        "d(real, pred) in a 50-PC PCA fitted on real cells; `_ratio` is "
+        f"{main['context'].nunique()} held-out contexts, {main['condition'].nunique()} "
+        f"condition(s), {main['seed'].dropna().nunique()} seeds. Mean ± sd over contexts, "
+        "conditions and seeds (references are deterministic: one row per context). Distances "
+        "are raw d(real, pred) in a 50-PC PCA fitted on real cells; `_ratio` is "
         "d(real, pred) / d(control, pred).",
-        "## Metrics", markdown_table(table),
+        "## Metrics", markdown_table(_mean_sd_table(main, SUMMARY_METRICS, ranking.index)),
         "## Penalty ranking (lower is better)",
         markdown_table(ranking[["penalty", "rank"]]),
         "## E-distance per held-out context (mean over seeds and conditions)",
         markdown_table(per_context["edistance"]),
         "## R² over the top-100 DEGs per held-out context",
         markdown_table(per_context["r2_top100"]),
-    ])
-    return ranking, text + "\n"
+    ]
+    if main["condition"].nunique() > 1:
+        for metric in ("r2_top100", "edistance"):
+            parts += [f"## {metric} per condition (mean over contexts and seeds)",
+                      markdown_table(main.pivot_table(index="condition", columns="model",
+                                                      values=metric))]
+    if held.any():
+        models = sorted(metrics.loc[held, "model"].unique())
+        parts += ["## Conditions never seen in training (mean ± sd over contexts, conditions "
+                  "and seeds); `@nearest` = predicted with the nearest seen dose; "
+                  "`mse_means` = mean squared error of the gene means",
+                  markdown_table(_mean_sd_table(metrics[held], HELD_OUT_DOSE_METRICS, models))]
+    return ranking, "\n\n".join(parts) + "\n"
 
 
 def run(config: OODConfig, workdir: str | Path) -> OODResults:
@@ -215,7 +330,12 @@ def run(config: OODConfig, workdir: str | Path) -> OODResults:
     rows = []
     for i, context in enumerate(contexts):
         log.info("held-out context %s (%d/%d)", context, i + 1, len(contexts))
-        split = select_hvgs(hold_out(adata, spec, context), config.n_top_genes)
+        split = hold_out(adata, spec, context)
+        if config.held_out_conditions:
+            unseen = split.train.obs[spec.condition_key].astype(str).isin(
+                config.held_out_conditions).to_numpy()
+            split = dataclasses.replace(split, train=split.train[~unseen].copy())
+        split = select_hvgs(split, config.n_top_genes)
         rows += _evaluate_context(split, config, encoding, workdir)
         write_csv(workdir / "metrics.csv", pd.DataFrame(rows))
     metrics = pd.DataFrame(rows)
@@ -223,5 +343,6 @@ def run(config: OODConfig, workdir: str | Path) -> OODResults:
     write_text(workdir / "summary.md", summary)
     write_csv(workdir / "ranking.csv", ranking, index=True)
     if config.figures:
-        plots.metric_bars(metrics, SUMMARY_METRICS, workdir / "figures" / "metric_bars.png")
+        plots.metric_bars(metrics[~metrics["held_out_condition"]], SUMMARY_METRICS,
+                          workdir / "figures" / "metric_bars.png")
     return OODResults(metrics=metrics, ranking=ranking, summary=summary)
