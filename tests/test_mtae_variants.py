@@ -86,16 +86,21 @@ def test_adversarial_step_with_zero_weight_is_the_plain_autoencoder_step():
     batch = _batch()
     adv = dataclasses.replace(DETERMINISTIC, discriminator="condition", adversarial_weight=0.0)
     objective, params, state, opt, tx = _setup(adv, batch)
-    new, _, _, loss = objective.train_step(params, state, opt, batch, jax.random.PRNGKey(3), tx,
-                                           jnp.int32(0))
+    new, _, _, loss = jax.jit(lambda *a: objective.train_step(*a, tx, jnp.int32(0)))(
+        params, state, opt, batch, jax.random.PRNGKey(3))
     plain = mtae.MTAeObjective(objective.module, objective.condition_vectors,
                                objective.control_code)
     network = {k: v for k, v in params.items() if k != mtae.DISCRIMINATOR}
-    (expected_loss, _), grads = jax.value_and_grad(plain.loss, has_aux=True)(
-        params, state, batch, jax.random.PRNGKey(3))
-    grads = {k: v for k, v in grads.items() if k != mtae.DISCRIMINATOR}
-    updates, _ = tx.update(grads, tx.init(network), network)
-    expected = optax.apply_updates(network, updates)
+
+    @jax.jit
+    def plain_step(params, network):
+        (loss, _), grads = jax.value_and_grad(plain.loss, has_aux=True)(
+            params, state, batch, jax.random.PRNGKey(3))
+        grads = {k: v for k, v in grads.items() if k != mtae.DISCRIMINATOR}
+        updates, _ = tx.update(grads, tx.init(network), network)
+        return loss, optax.apply_updates(network, updates)
+
+    expected_loss, expected = plain_step(params, network)
     assert float(loss) == pytest.approx(float(expected_loss), rel=1e-6)
     for a, b in zip(jax.tree_util.tree_leaves({k: new[k] for k in expected}),
                     jax.tree_util.tree_leaves(expected), strict=True):
@@ -187,14 +192,13 @@ def test_plus_ot_fine_tuning_starts_from_the_pretrained_parameters(species):
     config = dataclasses.replace(DETERMINISTIC, hidden=(8,))
     objective = mtae.build(config, species.n_vars, encoding.labels, encoding.control)
     pretrained = fit_on_anndata(objective, TINY_TRAIN, species, SPECIES_SPEC, encoding, [1, 2])
+    # A step of ~1e-12 (Adam's steps are about the learning rate): the fit stays where it began.
     barely = dataclasses.replace(TINY_TRAIN, epochs=1, learning_rates=(1e-12,))
     tuned = fit_on_pairs(objective, barely, species, SPECIES_SPEC, encoding, [1, 2],
                          warm_start=pretrained)
     for a, b in zip(jax.tree_util.tree_leaves(tuned.params),
                     jax.tree_util.tree_leaves(pretrained.params), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    fresh = fit_on_pairs(objective, barely, species, SPECIES_SPEC, encoding, [1, 2])
-    assert _changed(fresh.params, pretrained.params)
     with pytest.raises(ValueError, match="same folds and seeds"):
         fit_on_pairs(objective, barely, species, SPECIES_SPEC, encoding, [1],
                      warm_start=pretrained)
