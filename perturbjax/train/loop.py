@@ -307,7 +307,7 @@ class Trainer:
         """Floating-point operations of one epoch, all members: XLA's count for one compiled
         step times the steps, plus the validation pass (with `folds`, on the first fold's
         rows: every fold has as many). XLA counts a scan's body once, so the compiled epoch
-        itself cannot be asked."""
+        itself cannot be asked. A model with training phases is counted in its first."""
         train_rows = (jnp.asarray(folds.train_rows[0]) if folds
                       else jnp.arange(_n_cells(train)))
         extra = {**(shared or {}),
