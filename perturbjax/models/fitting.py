@@ -92,13 +92,11 @@ def pair_table(rows: np.ndarray, coordinates: np.ndarray, adata: ad.AnnData,
     pairs = pair_cells(coordinates[rows], context, condition, str(spec.control_value),
                        pairing, seed=seed)
     controls = rows[condition == str(spec.control_value)]
-    codes = np.concatenate([[encoding.code(c) for c in pairs.condition],
-                            np.full(len(controls), encoding.code(encoding.control))])
-    return {"source_row": jnp.asarray(np.concatenate([rows[pairs.control], controls]),
-                                      jnp.int32),
-            "target_row": jnp.asarray(np.concatenate([rows[pairs.partner], controls]),
-                                      jnp.int32),
-            "condition": jnp.asarray(codes, jnp.int32)}
+    source = np.concatenate([rows[pairs.control], controls])
+    target = np.concatenate([rows[pairs.partner], controls])
+    return {"source_row": jnp.asarray(source, jnp.int32),
+            "target_row": jnp.asarray(target, jnp.int32),
+            "condition": jnp.asarray(encoding.codes(adata, spec)[target], jnp.int32)}
 
 
 def fit_on_pairs(objective: Objective, train_config: TrainConfig, train: ad.AnnData,

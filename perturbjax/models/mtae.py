@@ -160,23 +160,29 @@ class MTAeObjective(Objective):
             return batch["cells"][batch["source_row"]], batch["cells"][batch["target_row"]]
         return batch["x"], batch["x"]
 
-    def inputs(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
-        vectors = jnp.asarray(self.condition_vectors, jnp.float32)
-        return self.cells(batch)[0], vectors[batch["condition"]]
+    def condition(self, batch: Batch) -> jax.Array:
+        """The condition vectors FiLM reads for a batch."""
+        return jnp.asarray(self.condition_vectors, jnp.float32)[batch["condition"]]
 
-    def network_loss(self, outputs: Outputs, batch: Batch) -> jax.Array:
+    def inputs(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
+        return self.cells(batch)[0], self.condition(batch)
+
+    def network_loss(self, outputs: Outputs, target: jax.Array) -> jax.Array:
         """Reconstruction error plus the weighted KL term."""
-        error = jnp.mean((outputs.reconstruction - self.cells(batch)[1]) ** 2)
+        error = jnp.mean((outputs.reconstruction - target) ** 2)
         return error + self.kl_weight * outputs.kl.mean()
 
     def loss(self, params: PyTree, model_state: PyTree, batch: Batch,
              key: jax.Array) -> tuple[jax.Array, PyTree]:
-        outputs, model_state = self.apply_train(params, model_state, key, *self.inputs(batch))
-        return self.network_loss(outputs, batch), model_state
+        x, target = self.cells(batch)
+        outputs, model_state = self.apply_train(params, model_state, key, x,
+                                                self.condition(batch))
+        return self.network_loss(outputs, target), model_state
 
     def validation_loss(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
-        outputs = self.apply_eval(params, model_state, *self.inputs(batch))
-        return jnp.mean((outputs.reconstruction - self.cells(batch)[1]) ** 2)
+        x, target = self.cells(batch)
+        outputs = self.apply_eval(params, model_state, x, self.condition(batch))
+        return jnp.mean((outputs.reconstruction - target) ** 2)
 
     def predict(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
         return self.apply_eval(params, model_state, *self.inputs(batch)).reconstruction
@@ -211,17 +217,18 @@ class AdversarialMTAeObjective(MTAeObjective):
         weight = jnp.where(adversarial, c.adversarial_weight, 0.0)
         is_control, critic_target = self._critic_targets(batch, label_key)
         network, critic = alternating.split(params, [DISCRIMINATOR])
-        inputs = self.inputs(batch)
+        x, target = self.cells(batch)
+        condition = self.condition(batch)
 
         def network_objective(network: PyTree):
             outputs, state = self.apply_train({**network, **critic}, model_state, network_key,
-                                              *inputs)
+                                              x, condition)
             if c.discriminator == "condition":  # perturbed latents should pass as control
                 fool = alternating.binary_cross_entropy(outputs.logits, 1.0 - critic_target,
                                                         weights=~is_control)
             else:  # latents should pass as N(0, I) samples
                 fool = alternating.binary_cross_entropy(outputs.logits, 1.0)
-            loss = (1.0 - weight) * self.network_loss(outputs, batch) + weight * fool
+            loss = (1.0 - weight) * self.network_loss(outputs, target) + weight * fool
             return loss, (state, outputs.latent)
 
         (loss, (state, latent)), grads = jax.value_and_grad(network_objective, has_aux=True)(
