@@ -20,7 +20,7 @@ from absl import logging as absl_logging
 
 from perturbjax.models import LEARNED, REFERENCES
 from perturbjax.ot import PairingConfig
-from perturbjax.studies.ood import DESIGNS, OODConfig, run
+from perturbjax.studies.ood import DESIGNS, OODConfig, available_models, run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("design", "single", DESIGNS, "single perturbation, multi-dose or species.")
@@ -33,7 +33,8 @@ flags.DEFINE_bool("counts", False, "X holds raw counts: apply normalize_total + 
 flags.DEFINE_integer("n_top_genes", None, "Keep this many HVGs of the training pool.")
 flags.DEFINE_list("held_out", [], "Contexts to hold out (default: every context).")
 flags.DEFINE_list("models", ["mtae", "control", "mean_shift"],
-                  f"Models to run, or 'all': {list(LEARNED) + list(REFERENCES)}.")
+                  f"Models to run, or 'all' (those the design allows): "
+                  f"{list(LEARNED) + list(REFERENCES)}.")
 flags.DEFINE_string("configuration", "default", "Named model configuration: default | thesis.")
 flags.DEFINE_list("seeds", ["1", "2", "19193"], "Seeds, trained together as one vmapped program.")
 flags.DEFINE_integer("epochs", None, "Override the configuration's number of epochs.")
@@ -52,7 +53,7 @@ def main(argv: list[str]) -> None:
     del argv
     absl_logging.set_verbosity(absl_logging.WARNING)  # quiet orbax's per-save INFO lines
     logging.getLogger("perturbjax").setLevel(logging.INFO)  # keep one progress line per epoch
-    models = (tuple(LEARNED) + tuple(REFERENCES) if FLAGS.models == ["all"]
+    models = (available_models(FLAGS.design) if FLAGS.models == ["all"]
               else tuple(FLAGS.models))
     config = OODConfig(
         design=FLAGS.design, data=FLAGS.data, context_key=FLAGS.context_key,

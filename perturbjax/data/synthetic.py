@@ -5,7 +5,9 @@ negative-binomial around exp(base + loadings @ h + type markers). The perturbati
 log-rate space, (a) a program shared by every type whose magnitude grows with the state along
 one direction, and (b) genes gated on or off by the state. So the response of a held-out type
 differs from the global mean shift in both size and genes, yet is a function of its control
-state that a model can learn from the other types.
+state that a model can learn from the other types. `linear_response` > 0 adds (c) a response
+on further genes that is linear in the state: the part scVIDR's regression on the control
+centroid can recover and a single shared latent vector (scGen) cannot.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class SyntheticConfig:
     n_factors: int = 4
     n_program_genes: int = 40
     n_gated_genes: int = 40
+    n_linear_genes: int = 40
+    linear_response: float = 0.0  # size of the linear-in-state response (c); 0: none
     n_markers: int = 20
     state_noise: float = 0.35
     dispersion: float = 5.0  # NB shape: variance = mu + mu^2 / dispersion
@@ -65,12 +69,18 @@ def make_perturbation_data(config: SyntheticConfig = SyntheticConfig()) -> ad.An
     magnitude_axis = rng.normal(size=k) / np.sqrt(k)
     gated_size = rng.uniform(1.0, 2.0, gated.size)
     gate_axes = rng.normal(size=(gated.size, k))
+    linear = genes[config.n_program_genes + config.n_gated_genes :][: config.n_linear_genes]
+    # Its own stream, so that data without it stay exactly as they were.
+    linear_axes = np.random.default_rng([config.seed, 1]).normal(size=(linear.size, k))
+    linear_axes /= np.sqrt(k)
 
     def effect(states: np.ndarray) -> np.ndarray:
         delta = np.zeros((states.shape[0], g))
         magnitude = np.exp(0.5 * states @ magnitude_axis)
         delta[:, program] = magnitude[:, None] * program_size
         delta[:, gated] = gated_size * _sigmoid(3.0 * states @ gate_axes.T)
+        if config.linear_response:
+            delta[:, linear] = config.linear_response * states @ linear_axes.T
         return delta
 
     type_names = [f"type_{i}" for i in range(t)]
@@ -105,5 +115,6 @@ def make_perturbation_data(config: SyntheticConfig = SyntheticConfig()) -> ad.An
         "types": np.array(type_names),
         "program_genes": np.sort(program),
         "gated_genes": np.sort(gated),
+        "linear_genes": np.sort(linear) if config.linear_response else np.array([], int),
     }
     return adata

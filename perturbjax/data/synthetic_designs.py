@@ -39,6 +39,8 @@ class MultiDoseConfig:
       n_response_genes: genes with a Hill response (the rest only differ by type).
       hill: the Hill coefficient; EC50s are log-uniform between `ec50_range`.
       insensitive_types: types whose amplitude is scaled down tenfold.
+      dose_response: "hill" (above) or "log_linear": effect = A[t, g] ln(1 + d) / ln(1 + d_max),
+        the curve vidrMult assumes, for a test with a known answer.
     """
 
     n_types: int = 10
@@ -51,9 +53,13 @@ class MultiDoseConfig:
     ec50_range: tuple[float, float] = (0.1, 3.0)
     insensitive_types: int = 2
     dispersion: float = 5.0
+    dose_response: str = "hill"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.dose_response not in ("hill", "log_linear"):
+            raise ValueError(f"MultiDoseConfig.dose_response must be 'hill' or 'log_linear', "
+                             f"got '{self.dose_response}'")
         if not 0 < self.n_response_genes <= self.n_genes:
             raise ValueError(f"n_response_genes ({self.n_response_genes}) must lie in "
                              f"1..n_genes ({self.n_genes})")
@@ -108,7 +114,11 @@ def make_multidose_data(config: MultiDoseConfig = MultiDoseConfig()) -> ad.AnnDa
     ec50 = np.exp(rng.uniform(low, high, t))
     sizes = np.round(np.geomspace(config.largest, config.smallest, t)).astype(int)
     doses = np.asarray(config.doses, float)
-    effect = amplitude[:, None, :] * hill(doses, ec50[:, None], config.hill)[:, :, None]
+    if config.dose_response == "hill":
+        fraction = hill(doses, ec50[:, None], config.hill)
+    else:
+        fraction = np.broadcast_to(np.log1p(doses) / np.log1p(doses.max()), (t, doses.size))
+    effect = amplitude[:, None, :] * fraction[:, :, None]
 
     types = [f"type_{i}" for i in range(t)]
     counts, obs = [], []
@@ -135,9 +145,13 @@ class SpeciesConfig:
     baseline_sd: float = 0.7
     specific_sd: float = 0.2
     dispersion: float = 5.0
+    dose_response: str = "hill"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.dose_response not in ("hill", "log_linear"):
+            raise ValueError(f"MultiDoseConfig.dose_response must be 'hill' or 'log_linear', "
+                             f"got '{self.dose_response}'")
         if not 0 < self.n_response_genes <= self.n_genes or len(self.species) < 2:
             raise ValueError(f"need 1..n_genes ({self.n_genes}) response genes "
                              f"(got {self.n_response_genes}) and at least two species")

@@ -10,25 +10,41 @@ import numpy as np
 
 from perturbjax.data.schema import PerturbationSpec
 from perturbjax.data.splits import HoldOut
-from perturbjax.models import mtae
+from perturbjax.models import mtae, scbutterfly, scgen, scpregan, scvidr
+from perturbjax.models.fitting import ConditionEncoding, predict_decoded
 from perturbjax.models.references import predict_control, predict_mean_shift
-from perturbjax.train.loop import TrainConfig
+from perturbjax.train.loop import FitResult, TrainConfig
 from perturbjax.train.objective import Objective
 
 PAIRINGS = ("none", "ot", "plus_ot")
+
+# (objective, trained members, the held-out task, schema, condition codes, condition) ->
+# one (control cells x genes) prediction per member.
+Predictor = Callable[[Objective, FitResult, HoldOut, PerturbationSpec, ConditionEncoding, str],
+                     list[np.ndarray]]
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelFamily:
     """A learned model: named (architecture, training) configurations, a builder
-    `build(config, n_genes, condition labels, control label, n_train)`, and what it trains
-    on: "none" (each cell reconstructs itself), "ot" (optimal-transport pairs) or "plus_ot"
-    (the former, then fine-tuned on the latter)."""
+    `build(config, n_genes, condition labels, control label, n_train, n_contexts)`, and
+    what it trains on: "none" (each cell reconstructs itself), "ot" (optimal-transport
+    pairs) or "plus_ot" (the former, then fine-tuned on the latter).
+
+    `predict` turns the trained members into predictions (default: decode the control cells
+    under the condition). `per_condition` marks a single-perturbation model: on data with
+    several perturbed conditions (doses) it is trained once per condition, on the control
+    cells and that condition's cells only. `doses_only` marks a model whose condition labels
+    must be doses (the multi-dose design).
+    """
 
     name: str
     configs: dict[str, tuple[Any, TrainConfig]]
     build: Callable[..., Objective]
     pairing: str = "none"
+    predict: Predictor = predict_decoded
+    per_condition: bool = False
+    doses_only: bool = False
 
     def __post_init__(self) -> None:
         if self.pairing not in PAIRINGS:
@@ -43,10 +59,22 @@ class ModelFamily:
 
 Reference = Callable[[HoldOut, PerturbationSpec, str], np.ndarray]
 
-LEARNED: dict[str, ModelFamily] = {
+MULTI_TASK: dict[str, ModelFamily] = {
     name: ModelFamily(name, configs, mtae.build, pairing)
     for name, (configs, pairing) in mtae.VARIANTS.items()
 }
+BASELINES: dict[str, ModelFamily] = {
+    "scgen": ModelFamily("scgen", scgen.CONFIGS, scgen.build, predict=scgen.predict,
+                         per_condition=True),
+    "scvidr": ModelFamily("scvidr", scvidr.CONFIGS, scvidr.build,
+                          predict=scvidr.predict_single, per_condition=True),
+    "scpregan": ModelFamily("scpregan", scpregan.CONFIGS, scpregan.build, per_condition=True),
+    "scbutterfly": ModelFamily("scbutterfly", scbutterfly.CONFIGS, scbutterfly.build,
+                               pairing="ot", per_condition=True),
+    "scvidr_multi": ModelFamily("scvidr_multi", scvidr.CONFIGS, scvidr.build,
+                                predict=scvidr.predict_multi, doses_only=True),
+}
+LEARNED: dict[str, ModelFamily] = {**MULTI_TASK, **BASELINES}
 REFERENCES: dict[str, Reference] = {
     "control": predict_control,
     "mean_shift": predict_mean_shift,

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 from perturbjax.data.schema import PerturbationSpec
-from perturbjax.data.splits import is_control, stratified_validation_mask
+from perturbjax.data.splits import HoldOut, is_control, stratified_validation_mask
 from perturbjax.ot import PairingConfig, pair_cells
 from perturbjax.train.loop import FitResult, TrainConfig, fit, predict_members
 from perturbjax.train.objective import Batch, Objective
@@ -55,21 +55,32 @@ class ConditionEncoding:
         return codes.astype(np.int32)
 
 
-def batch_of(adata: ad.AnnData, codes: np.ndarray) -> Batch:
-    """Device arrays of expression and condition codes."""
-    return {"x": jnp.asarray(np.asarray(adata.X, np.float32)),
-            "condition": jnp.asarray(codes, jnp.int32)}
+def batch_of(adata: ad.AnnData, codes: np.ndarray,
+             contexts: np.ndarray | None = None) -> Batch:
+    """Device arrays of expression and condition codes (and context codes, if given)."""
+    batch = {"x": jnp.asarray(np.asarray(adata.X, np.float32)),
+             "condition": jnp.asarray(codes, jnp.int32)}
+    if contexts is not None:
+        batch["context"] = jnp.asarray(contexts, jnp.int32)
+    return batch
+
+
+def context_codes(adata: ad.AnnData, spec: PerturbationSpec) -> np.ndarray:
+    """Each cell's context as its position among the sorted contexts of `adata`."""
+    return pd.Categorical(adata.obs[spec.context_key].astype(str)).codes.astype(np.int32)
 
 
 def fit_on_anndata(objective: Objective, train_config: TrainConfig, train: ad.AnnData,
                    spec: PerturbationSpec, encoding: ConditionEncoding, seeds: Sequence[int],
                    workdir: str | Path | None = None, validation_seed: int = 0,
                    fingerprint: dict | None = None) -> FitResult:
-    """Train on `train` minus a stratified validation split (same split for every seed)."""
-    codes = encoding.codes(train, spec)
+    """Train on `train` minus a stratified validation split (same split for every seed).
+    Batches carry `x`, the condition codes and the context codes (`context_codes`)."""
+    codes, contexts = encoding.codes(train, spec), context_codes(train, spec)
     val = stratified_validation_mask(train, spec, train_config.validation_fraction,
                                      validation_seed)
-    return fit(objective, batch_of(train[~val], codes[~val]), batch_of(train[val], codes[val]),
+    return fit(objective, batch_of(train[~val], codes[~val], contexts[~val]),
+               batch_of(train[val], codes[val], contexts[val]),
                seeds, train_config, workdir=workdir, fingerprint=fingerprint)
 
 
@@ -137,3 +148,12 @@ def predict_anndata(objective: Objective, result: FitResult, control: ad.AnnData
         pred.uns["seed"] = seed
         out.append(pred)
     return out
+
+
+def predict_decoded(objective: Objective, result: FitResult, split: HoldOut,
+                    spec: PerturbationSpec, encoding: ConditionEncoding,
+                    condition: str) -> list[np.ndarray]:
+    """The default prediction of a conditional model: one array per member, the held-out
+    control cells decoded under `condition`."""
+    return [p.X for p in predict_anndata(objective, result, split.control, spec, encoding,
+                                         condition)]

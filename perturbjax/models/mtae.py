@@ -329,9 +329,10 @@ def condition_vectors(labels: tuple[str, ...], conditioning: str) -> np.ndarray:
 
 
 def build(config: MTAeConfig, n_genes: int, labels: tuple[str, ...], control: str,
-          n_train: int | None = None) -> MTAeObjective:
+          n_train: int | None = None, n_contexts: int = 0) -> MTAeObjective:
     """The trainable objective over the sorted condition `labels` (control among them);
-    `n_train` (training cells) is needed only for the seed's KL scaling (`kl_batch`)."""
+    `n_train` (training cells) is needed only for the seed's KL scaling (`kl_batch`);
+    `n_contexts` is not used (the family reads no context)."""
     if control not in labels:
         raise ValueError(f"the control condition '{control}' is not among {list(labels)}")
     kl_weight = config.kl_weight

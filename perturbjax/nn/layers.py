@@ -7,7 +7,7 @@ PyTorch's defaults (momentum 0.1 there, 0.9 here in Flax's convention; epsilon 1
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -49,25 +49,30 @@ class FiLM(nn.Module):
 
 
 class DenseBlock(nn.Module):
-    """Dense -> [BatchNorm] -> [FiLM(c)] -> LeakyReLU -> [Dropout].
+    """Dense -> [BatchNorm | LayerNorm] -> [FiLM(c)] -> activation -> [Dropout].
 
     Before BatchNorm the Dense layer has no bias: BatchNorm subtracts it again, so its exact
-    gradient is zero and Adam would only amplify rounding noise in it.
+    gradient is zero and Adam would only amplify rounding noise in it. The activation is
+    LeakyReLU unless another is given (scPreGAN's blocks use LayerNorm and ReLU).
     """
 
     features: int
     batch_norm: bool = True
     dropout: float = 0.0
     film: FiLM | None = None
+    layer_norm: bool = False
+    activation: Callable[[jax.Array], jax.Array] = leaky_relu
 
     @nn.compact
     def __call__(self, x: jax.Array, c: jax.Array | None = None, *, train: bool) -> jax.Array:
         h = nn.Dense(self.features, use_bias=not self.batch_norm, kernel_init=XAVIER)(x)
         if self.batch_norm:
             h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(h)
+        if self.layer_norm:
+            h = nn.LayerNorm(epsilon=1e-5)(h)
         if self.film is not None:
             h = self.film(h, c)
-        h = leaky_relu(h)
+        h = self.activation(h)
         if self.dropout:
             h = nn.Dropout(self.dropout, deterministic=not train)(h)
         return h
@@ -105,6 +110,8 @@ class Decoder(nn.Module):
     """DenseBlocks(hidden), each FiLM-modulated by c when `film_mode` is set, -> Dense(out).
 
     One FiLM generator per modulated layer, placed after BatchNorm and before the activation.
+    `output_block`: the output layer is itself a DenseBlock (BatchNorm, LeakyReLU, dropout),
+    as in scvi-tools' `FCLayers`, the decoder of the published scGen.
     """
 
     hidden: Sequence[int]
@@ -114,6 +121,7 @@ class Decoder(nn.Module):
     film_mode: str | None = "affine"
     film_embedding: int = 0
     output_activation: bool = False
+    output_block: bool = False
 
     @nn.compact
     def __call__(self, z: jax.Array, c: jax.Array | None = None, *, train: bool) -> jax.Array:
@@ -121,6 +129,8 @@ class Decoder(nn.Module):
             film = (FiLM(self.film_mode, self.film_embedding)
                     if self.film_mode is not None else None)
             z = DenseBlock(width, self.batch_norm, self.dropout, film)(z, c, train=train)
+        if self.output_block:
+            return DenseBlock(self.out, self.batch_norm, self.dropout)(z, train=train)
         x = nn.Dense(self.out, kernel_init=XAVIER)(z)
         return leaky_relu(x) if self.output_activation else x
 
@@ -130,19 +140,25 @@ class Discriminator(nn.Module):
 
     Spectral normalisation bounds the critic's Lipschitz constant, which keeps the adversarial
     game stable; its power-iteration vector lives in the `batch_stats` collection.
+    `n_classes` > 0 adds an auxiliary head (AC-GAN) and returns (logit, class logits).
     """
 
     hidden: Sequence[int] = (32,)
     dropout: float = 0.1
+    n_classes: int = 0
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool
+                 ) -> jax.Array | tuple[jax.Array, jax.Array]:
         for width in self.hidden:
             x = nn.SpectralNorm(nn.Dense(width, kernel_init=XAVIER))(x, update_stats=train)
             x = leaky_relu(x)
             if self.dropout:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(1, kernel_init=XAVIER)(x)[..., 0]
+        logit = nn.Dense(1, kernel_init=XAVIER)(x)[..., 0]
+        if not self.n_classes:
+            return logit
+        return logit, nn.Dense(self.n_classes, kernel_init=XAVIER, name="classes")(x)
 
 
 def one_hot(codes: jax.Array, n: int) -> jax.Array:

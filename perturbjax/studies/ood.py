@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -49,14 +50,12 @@ from perturbjax.data.splits import HoldOut
 from perturbjax.files import markdown_table, write_csv, write_text
 from perturbjax.metrics import HeldOutReference, evaluate_prediction, penalty_ranking
 from perturbjax.metrics.distances import DISTANCES
-from perturbjax.models import LEARNED, REFERENCES, check_model_names
-from perturbjax.models.fitting import (
-    ConditionEncoding,
-    fit_on_anndata,
-    fit_on_pairs,
-    predict_anndata,
-)
+from perturbjax.models import LEARNED, REFERENCES, ModelFamily, check_model_names
+from perturbjax.models.fitting import ConditionEncoding, fit_on_anndata, fit_on_pairs
+from perturbjax.models.mtae import MTAeConfig
 from perturbjax.ot import PairingConfig
+from perturbjax.train.loop import FitResult, TrainConfig
+from perturbjax.train.objective import Objective
 
 log = logging.getLogger("perturbjax")
 
@@ -65,6 +64,7 @@ SUMMARY_METRICS = ["degs", "degs_abs", "r2_all", "r2_top20", "r2_top100", "r2_to
                    "edistance", "edistance_ratio", "euclidean", "mmd_rbf", "wasserstein"]
 HELD_OUT_DOSE_METRICS = ["mse_means", "r2_all", "r2_top100", "euclidean", "edistance"]
 DESIGNS = ("single", "multidose", "species")
+SCHEDULE_FIELDS = ("pretrain_epochs", "discriminator_epochs")  # model phases, in epochs
 NEAREST = "@nearest"  # suffix of a model's prediction with the nearest seen dose
 
 
@@ -118,6 +118,12 @@ class OODConfig:
         return PerturbationSpec(self.context_key, self.condition_key, self.control_value)
 
 
+def available_models(design: str) -> tuple[str, ...]:
+    """Every model that can run on `design` (dose-only models need the multi-dose design)."""
+    return tuple(name for name, family in LEARNED.items()
+                 if design == "multidose" or not family.doses_only) + tuple(REFERENCES)
+
+
 @dataclasses.dataclass
 class OODResults:
     """The metrics table (one row per model, context, condition, seed) and the ranking."""
@@ -160,42 +166,82 @@ def _predict_reference(model: str, split: HoldOut, config: OODConfig,
     return {c: [REFERENCES[model](split, config.spec, c)] for c in conditions}, [{"seed": None}]
 
 
-def _predict_learned(model: str, split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
-                     conditions: list[str], workdir: Path) -> tuple[Predictions, list[dict]]:
-    """Train every seed of a learned model as one program, then predict each condition."""
-    family = LEARNED[model]
+def _configured(family: ModelFamily, config: OODConfig) -> tuple[Any, TrainConfig]:
+    """The family's named configuration with the study's overrides applied."""
     model_config, train_config = family.config(config.configuration)
-    model_config = dataclasses.replace(model_config, conditioning=config.conditioning)
-    if config.design == "multidose" and config.configuration == "thesis":
-        # The seed's multi-dose models first embed the condition: Dense 16 + LeakyReLU.
-        model_config = dataclasses.replace(model_config, film_embedding=16)
+    if isinstance(model_config, MTAeConfig):
+        model_config = dataclasses.replace(model_config, conditioning=config.conditioning)
+        if config.design == "multidose" and config.configuration == "thesis":
+            # The seed's multi-dose models first embed the condition: Dense 16 + LeakyReLU.
+            model_config = dataclasses.replace(model_config, film_embedding=16)
     if config.epochs is not None:
+        # A phase schedule (epochs of pre-training, of the discriminator alone) keeps its
+        # proportions of the shortened or lengthened run.
+        phases = {name: round(getattr(model_config, name) * config.epochs / train_config.epochs)
+                  for name in SCHEDULE_FIELDS if hasattr(model_config, name)}
+        model_config = dataclasses.replace(model_config, **phases)
         train_config = dataclasses.replace(train_config, epochs=config.epochs)
-    train_config = dataclasses.replace(train_config, checkpoint_every=config.checkpoint_every)
-    objective = family.build(model_config, split.train.n_vars, encoding.labels,
-                             encoding.control, n_train=split.train.n_obs)
-    checkpoints = workdir / "checkpoints" / model / split.context
-    fingerprint = {"model": model, "configuration": config.configuration,
-                   "model_config": dataclasses.asdict(model_config)}
-    started = time.perf_counter()
+    return model_config, dataclasses.replace(train_config,
+                                             checkpoint_every=config.checkpoint_every)
+
+
+def _fit_family(family: ModelFamily, model_config: Any, train_config: TrainConfig,
+                train: ad.AnnData, config: OODConfig, encoding: ConditionEncoding,
+                checkpoints: Path, fingerprint: dict) -> tuple[Objective, FitResult]:
+    """Train every seed of one family on `train` as one program (pairs per its pairing)."""
+    objective = family.build(model_config, train.n_vars, encoding.labels, encoding.control,
+                             n_train=train.n_obs,
+                             n_contexts=train.obs[config.spec.context_key].nunique())
     result = None
     if family.pairing != "ot":
-        result = fit_on_anndata(objective, train_config, split.train, config.spec, encoding,
+        result = fit_on_anndata(objective, train_config, train, config.spec, encoding,
                                 config.seeds, workdir=checkpoints, fingerprint=fingerprint)
     if family.pairing != "none":
-        result = fit_on_pairs(objective, train_config, split.train, config.spec, encoding,
+        result = fit_on_pairs(objective, train_config, train, config.spec, encoding,
                               config.seeds, config.pairing, workdir=checkpoints / "pairs",
                               fingerprint={**fingerprint, "pairing": family.pairing,
                                            **dataclasses.asdict(config.pairing)},
                               warm_start=result)
+    return objective, result
+
+
+def _predict_learned(model: str, split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
+                     conditions: list[str], workdir: Path) -> tuple[Predictions, list[dict]]:
+    """Train every seed of a learned model as one program, then predict each condition.
+
+    A single-perturbation model (`per_condition`) on data with several perturbed conditions
+    is trained once per condition, on the control cells and that condition's cells."""
+    family = LEARNED[model]
+    model_config, train_config = _configured(family, config)
+    fingerprint = {"model": model, "configuration": config.configuration,
+                   "model_config": dataclasses.asdict(model_config)}
+    checkpoints = workdir / "checkpoints" / model / split.context
+    labels = split.train.obs[config.spec.condition_key].astype(str)
+    perturbed = set(labels) - {encoding.control}
+    jobs = [(split, encoding, conditions, checkpoints)]
+    if family.per_condition and len(perturbed) > 1:
+        jobs = []
+        for c in conditions:
+            keep = labels.isin([encoding.control, c]).to_numpy()
+            jobs.append((dataclasses.replace(split, train=split.train[keep].copy()),
+                         ConditionEncoding(tuple(sorted([encoding.control, c])),
+                                           encoding.control),
+                         [c], checkpoints / f"condition_{c}"))
+    started = time.perf_counter()
+    predictions, results = {}, []
+    for task, task_encoding, task_conditions, task_checkpoints in jobs:
+        objective, result = _fit_family(family, model_config, train_config, task.train, config,
+                                        task_encoding, task_checkpoints, fingerprint)
+        results.append(result)
+        for c in task_conditions:
+            predictions[c] = family.predict(objective, result, task, config.spec,
+                                            task_encoding, c)
     seconds = time.perf_counter() - started
+    result = results[0]  # the per-condition fits share seeds; the first one's bookkeeping
     runs = [{"seed": seed, "epochs_run": result.epochs_run, "best_epoch": int(best) + 1,
              "learning_rate": float(lr), "train_seconds": seconds}
             for seed, best, lr in zip(result.seeds, result.best_epoch, result.learning_rate,
                                       strict=True)]
-    predictions = {c: [p.X for p in predict_anndata(objective, result, split.control,
-                                                    config.spec, encoding, c)]
-                   for c in conditions}
     return predictions, runs
 
 
@@ -229,7 +275,8 @@ def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEnco
 
     A condition in `config.held_out_conditions` is scored twice per learned model: decoded
     under its own code (`<model>`) and under the nearest seen dose (`<model>@nearest`);
-    references, which need training cells of the condition, only the latter."""
+    references and single-perturbation models, which need training cells of the condition,
+    only the latter."""
     condition_of = split.truth.obs[config.spec.condition_key].astype(str)
     conditions = [c for c in encoding.labels
                   if c != str(config.spec.control_value) and (condition_of == c).any()]
@@ -245,8 +292,8 @@ def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEnco
     rows, first_seed = [], {c: {} for c in conditions}
     for model in config.models:
         # (name in the table, condition scored, condition decoded)
-        plan = [(model, c, c) for c in conditions
-                if model in LEARNED or c not in nearest]
+        direct = model in LEARNED and not LEARNED[model].per_condition
+        plan = [(model, c, c) for c in conditions if direct or c not in nearest]
         plan += [(model + NEAREST, c, nearest[c]) for c in conditions if c in nearest]
         decoded = sorted({d for _, _, d in plan})
         if model in REFERENCES:

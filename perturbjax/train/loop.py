@@ -43,8 +43,10 @@ class TrainConfig:
       learning_rates: Adam learning rates; several are trained side by side (vmapped) and
         the one with the lowest validation loss is kept per seed.
       warmup_steps: linear warm-up of the learning rate from 0 over this many steps.
-      adam_eps, weight_decay: Adam's epsilon and an L2 penalty added to the gradient
-        (PyTorch's `Adam(weight_decay=...)`).
+      adam_eps, adam_betas, weight_decay: Adam's epsilon and moment decays, and an L2
+        penalty added to the gradient (PyTorch's `Adam(weight_decay=...)`).
+      decay_every, decay_factor: a staircase schedule: the learning rate is multiplied by
+        `decay_factor` every `decay_every` steps (0: constant; scPreGAN's StepLR).
       patience: stop once no member improved its validation loss for this many epochs;
         None trains every epoch.
       select_best: keep the parameters of the best validation epoch (else the last).
@@ -63,6 +65,9 @@ class TrainConfig:
     learning_rates: tuple[float, ...] = (1e-3,)
     warmup_steps: int = 0
     adam_eps: float = 1e-8
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    decay_every: int = 0
+    decay_factor: float = 1.0
     weight_decay: float = 0.0
     patience: int | None = 20
     select_best: bool = True
@@ -85,8 +90,11 @@ class TrainConfig:
         if any(factor <= 0 for _, factor in self.learning_rate_multipliers):
             problems.append(f"learning_rate_multipliers {self.learning_rate_multipliers} "
                             "must be positive")
-        if self.warmup_steps < 0 or self.checkpoint_every < 0:
-            problems.append("warmup_steps and checkpoint_every must be >= 0")
+        if self.warmup_steps < 0 or self.checkpoint_every < 0 or self.decay_every < 0:
+            problems.append("warmup_steps, checkpoint_every and decay_every must be >= 0")
+        if not all(0.0 <= b < 1.0 for b in self.adam_betas) or not 0 < self.decay_factor <= 1:
+            problems.append(f"adam_betas {self.adam_betas} must lie in [0, 1) and "
+                            f"decay_factor ({self.decay_factor}) in (0, 1]")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
@@ -175,15 +183,18 @@ class FitResult:
 
 def make_optimizer(learning_rate: jax.Array | float,
                    config: TrainConfig) -> optax.GradientTransformation:
-    """Adam with an optional L2 penalty and linear warm-up; `learning_rate` may be traced."""
-    warmup = config.warmup_steps
+    """Adam with an optional L2 penalty, linear warm-up and staircase decay; `learning_rate`
+    may be traced."""
+    warmup, every = config.warmup_steps, config.decay_every
 
     def schedule(step: jax.Array) -> jax.Array:
         ramp = jnp.minimum(step / warmup, 1.0) if warmup else 1.0
-        return learning_rate * ramp
+        decay = config.decay_factor ** (step // every) if every else 1.0
+        return learning_rate * ramp * decay
 
     parts = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
-    parts.append(optax.scale_by_adam(eps=config.adam_eps))
+    b1, b2 = config.adam_betas
+    parts.append(optax.scale_by_adam(b1=b1, b2=b2, eps=config.adam_eps))
     if config.learning_rate_multipliers:
         parts.append(_scale_by_name(dict(config.learning_rate_multipliers)))
     return optax.chain(*parts, optax.scale_by_learning_rate(schedule))

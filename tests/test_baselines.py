@@ -1,0 +1,178 @@
+"""The literature baselines: scGen, scVIDR (single and multi-dose), scPreGAN, scButterfly."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturbjax.data.splits import hold_out
+from perturbjax.data.synthetic import SYNTHETIC_SPEC, SyntheticConfig, make_perturbation_data
+from perturbjax.data.synthetic_designs import MultiDoseConfig, make_multidose_data
+from perturbjax.models import BASELINES, LEARNED, scbutterfly, scgen, scpregan, scvidr
+from perturbjax.models.fitting import ConditionEncoding, fit_on_anndata
+from perturbjax.models.latent_arithmetic import balanced_mean, group_means
+from perturbjax.studies.ood import OODConfig, available_models, run
+
+SMALL_VAE = scgen.ScGenConfig(n_hidden=128, latent=16)
+
+
+def test_group_means_match_pandas_groupby():
+    rng = np.random.default_rng(0)
+    latents = rng.normal(size=(2, 30, 3)).astype(np.float32)
+    groups = rng.choice(["b", "a", "c"], 30)
+    labels, means = group_means(latents, groups)
+    for m in range(2):
+        expected = pd.DataFrame(latents[m]).groupby(groups).mean()
+        np.testing.assert_allclose(means[m], expected.loc[labels].to_numpy(), rtol=1e-5)
+
+
+def test_balanced_mean_equals_the_mean_after_upsampling_every_type_to_the_largest():
+    rng = np.random.default_rng(1)
+    latents = rng.normal(size=(1, 11, 4))
+    groups = np.array(["a"] * 2 + ["b"] * 3 + ["c"] * 6)  # sizes divide 6: exact upsampling
+    upsampled = np.concatenate([np.repeat(latents[0, groups == g], 6 // (groups == g).sum(), 0)
+                                for g in "abc"])
+    np.testing.assert_allclose(balanced_mean(latents, groups)[0], upsampled.mean(0))
+
+
+def test_regressed_delta_recovers_a_response_linear_in_the_control_centroid():
+    rng = np.random.default_rng(2)
+    n_contexts, latent = 8, 3
+    weights, offset = rng.normal(size=(latent, latent)), rng.normal(size=latent)
+    centroids = rng.normal(size=(n_contexts, latent))
+    rows, contexts, conditions = [], [], []
+    for i, centre in enumerate(centroids):  # two cells per condition around the centroids
+        for condition, mean in (("control", centre), ("drug", centre + weights @ centre + offset)):
+            rows += [mean + 0.1, mean - 0.1]
+            contexts += [f"c{i}"] * 2
+            conditions += [condition] * 2
+    target = rng.normal(size=latent)
+    delta = scvidr.regressed_delta(np.asarray(rows)[None], np.asarray(contexts),
+                                   np.asarray(conditions), "control", "drug", target[None])
+    np.testing.assert_allclose(delta[0], weights @ target + offset, atol=1e-8)
+
+
+def test_regressed_delta_needs_two_contexts_with_both_conditions():
+    latents = np.zeros((1, 4, 2))
+    with pytest.raises(ValueError, match="at least two training contexts"):
+        scvidr.regressed_delta(latents, np.array(["a", "a", "b", "b"]),
+                               np.array(["control", "drug", "control", "control"]),
+                               "control", "drug", np.zeros((1, 2)))
+
+
+def test_dose_scale_is_log_linear_from_zero_to_the_highest_dose():
+    assert scvidr.dose_scale(30.0, 30.0) == pytest.approx(1.0)
+    assert scvidr.dose_scale(0.0, 30.0) == 0.0
+    assert scvidr.dose_scale(3.0, 30.0) == pytest.approx(np.log(4.0) / np.log(31.0))
+
+
+def test_published_hyper_parameters_are_the_default_configurations():
+    vae, train = scgen.CONFIGS["default"]
+    assert (vae.n_hidden, vae.n_layers, vae.latent, vae.dropout, vae.kl_weight) == (
+        800, 2, 100, 0.2, 5e-5)
+    assert (train.batch_size, train.learning_rates, train.adam_eps, train.weight_decay,
+            train.epochs, train.patience) == (32, (1e-3,), 0.01, 1e-6, 100, 25)
+    assert scvidr.CONFIGS["default"][1].batch_size == 128
+    gan, gan_train = scpregan.CONFIGS["default"]
+    assert (gan.encoder_hidden, gan.latent, gan.generator_hidden) == ((512, 256), 16,
+                                                                      (256, 512))
+    assert (gan.adversarial_weight, gan.reconstruction_weight, gan.consistency_weight) == (
+        1e-3, 1.0, 0.1)
+    assert gan_train.adam_betas == (0.5, 0.9) and gan_train.batch_size == 64
+    assert gan.encoder_learning_rate_scale * gan_train.learning_rates[0] == pytest.approx(1e-4)
+    butterfly, butterfly_train = scbutterfly.CONFIGS["default"]
+    assert (butterfly.control_hidden, butterfly.perturbed_hidden, butterfly.latent) == (
+        (256,), (128,), 128)
+    assert (butterfly.pretrain_epochs, butterfly_train.epochs) == (100, 300)
+
+
+def test_single_perturbation_baselines_are_trained_per_condition_and_vidr_multi_needs_doses():
+    assert {n for n, f in BASELINES.items() if f.per_condition} == {
+        "scgen", "scvidr", "scpregan", "scbutterfly"}
+    assert LEARNED["scbutterfly"].pairing == "ot"
+    assert "scvidr_multi" not in available_models("single")
+    assert "scvidr_multi" in available_models("multidose")
+
+
+def _mean_error(predictions: list[np.ndarray], truth: np.ndarray) -> float:
+    return float(np.mean([np.mean((p.mean(0) - truth) ** 2) for p in predictions]))
+
+
+def test_scvidr_beats_scgen_when_the_response_depends_on_the_control_state():
+    # Known answer: part of the response is linear in the type's state, which is all that
+    # separates the types' control profiles (no marker genes).
+    adata = make_perturbation_data(SyntheticConfig(
+        n_types=12, n_markers=0, linear_response=2.0, cells_per_group=60, n_genes=200,
+        n_program_genes=20, n_gated_genes=20))
+    encoding = ConditionEncoding.from_adata(adata, SYNTHETIC_SPEC)
+    train_config = dataclasses.replace(scvidr.PUBLISHED[1], epochs=150, batch_size=64)
+    for context in ("type_0", "type_1"):
+        split = hold_out(adata, SYNTHETIC_SPEC, context)
+        objective = scgen.build(SMALL_VAE, adata.n_vars, encoding.labels, encoding.control)
+        result = fit_on_anndata(objective, train_config, split.train, SYNTHETIC_SPEC,
+                                encoding, seeds=(1, 2))
+        truth = split.truth.X.mean(0)
+        errors = {name: _mean_error(predict(objective, result, split, SYNTHETIC_SPEC,
+                                            encoding, "stimulated"), truth)
+                  for name, predict in (("scgen", scgen.predict),
+                                        ("scvidr", scvidr.predict_single))}
+        assert errors["scvidr"] < errors["scgen"], (context, errors)
+
+
+def test_vidr_multi_recovers_the_dose_curve_at_doses_it_did_not_fit():
+    # Known answer: a log-linear dose response; vidrMult fits only the highest dose.
+    adata = make_multidose_data(MultiDoseConfig(
+        n_types=8, n_genes=200, largest=60, smallest=40, dose_response="log_linear",
+        insensitive_types=0))
+    spec = OODConfig(design="multidose").spec
+    encoding = ConditionEncoding.from_adata(adata, spec)
+    train_config = dataclasses.replace(scvidr.PUBLISHED[1], epochs=100, batch_size=64)
+    split = hold_out(adata, spec, "type_0")
+    objective = scgen.build(SMALL_VAE, adata.n_vars, encoding.labels, encoding.control)
+    result = fit_on_anndata(objective, train_config, split.train, spec, encoding, seeds=(1,))
+    condition = split.truth.obs[spec.condition_key].astype(str).to_numpy()
+    doses = sorted(set(condition), key=float)
+    control_mean = split.control.X.mean(0)
+    top = split.truth.X[condition == doses[-1]].mean(0) - control_mean
+
+    def fraction(mean: np.ndarray) -> float:  # the effect at a dose, in units of the top's
+        return float((mean - control_mean) @ top / (top @ top))
+
+    real = [fraction(split.truth.X[condition == d].mean(0)) for d in doses[:-1]]
+    predicted = [fraction(scvidr.predict_multi(objective, result, split, spec, encoding,
+                                               d)[0].mean(0)) for d in doses[:-1]]
+    assert np.corrcoef(real, predicted)[0, 1] > 0.95, (real, predicted)
+    assert np.max(np.abs(np.subtract(real, predicted))) < 0.25, (real, predicted)
+
+
+def test_the_adversarial_baselines_train_predict_and_are_ranked_in_the_benchmark(tmp_path):
+    # scGen and scVIDR go through the same path in the multi-dose test below.
+    config = OODConfig(models=("scpregan", "scbutterfly", "mean_shift"),
+                       held_out=("type_0",), seeds=(1, 2), epochs=3, checkpoint_every=0,
+                       figures=False, synthetic=SyntheticConfig(n_types=3, n_genes=120,
+                                                                cells_per_group=64))
+    results = run(config, tmp_path)
+    assert set(results.ranking.index) == set(config.models)
+    learned = results.metrics[results.metrics["model"] != "mean_shift"]
+    assert learned.groupby("model")["seed"].nunique().eq(2).all()
+    assert np.isfinite(learned["r2_all"]).all()
+
+
+def test_multidose_baselines_train_once_per_dose_and_vidr_multi_predicts_unseen_doses(
+        tmp_path):
+    config = OODConfig(design="multidose", models=("scgen", "scvidr_multi"),
+                       held_out=("type_0",), seeds=(1,), epochs=2, checkpoint_every=1,
+                       figures=False, held_out_conditions=("1",),
+                       multidose=MultiDoseConfig(n_types=4, n_genes=100, largest=40,
+                                                 smallest=30, doses=(0.1, 1.0, 10.0)))
+    results = run(config, tmp_path)
+    metrics = results.metrics
+    fits = sorted(p.name for p in (tmp_path / "checkpoints" / "scgen" / "type_0").iterdir())
+    assert fits == ["condition_0.1", "condition_10"]  # one model per seen dose
+    scored = metrics.groupby("model")["condition"].apply(set)
+    assert scored["scgen"] == {"0.1", "10"}  # a per-dose model cannot predict unseen dose 1
+    assert scored["scvidr_multi"] == {"0.1", "10", "1"}
+    assert scored["scgen@nearest"] == {"1"}
