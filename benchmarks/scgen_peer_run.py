@@ -35,8 +35,7 @@ def main() -> None:
     scgen.SCGEN.setup_anndata(train, batch_key="condition", labels_key="cell_type")
     model = scgen.SCGEN(train, n_hidden=800, n_latent=100, n_layers=2, dropout_rate=0.2)
     start = time.perf_counter()
-    model.train(max_epochs=args.epochs, batch_size=32, early_stopping=False, use_gpu=False,
-                enable_progress_bar=False)
+    model.train(max_epochs=args.epochs, batch_size=32, early_stopping=False, use_gpu=False)
     train_seconds = time.perf_counter() - start
     prediction, _ = model.predict(ctrl_key="control", stim_key="stimulated",
                                   celltype_to_predict=args.held_out)
