@@ -10,7 +10,7 @@ import pytest
 
 from perturbjax.data import SpeciesConfig, make_species_data
 from perturbjax.data.designs import SPECIES_SPEC
-from perturbjax.models import LEARNED, mtae
+from perturbjax.models import LEARNED, MULTI_TASK, mtae
 from perturbjax.models.fitting import (
     ConditionEncoding,
     fit_on_anndata,
@@ -50,7 +50,7 @@ def _changed(before, after):
 
 
 def test_every_variant_is_registered_with_thesis_and_default_configurations():
-    assert set(LEARNED) == {"mtae", "mtae_adv", "mtae_advg", "mtvae", "mtae_ot", "mtae_plus_ot",
+    assert set(MULTI_TASK) == {"mtae", "mtae_adv", "mtae_advg", "mtvae", "mtae_ot", "mtae_plus_ot",
                             "mtvae_ot", "mtvae_plus_ot"}
     adv, adv_train = LEARNED["mtae_adv"].config("thesis")
     assert (adv.discriminator, adv.adversarial_weight, adv.discriminator_hidden,

@@ -117,5 +117,5 @@ def test_alternating_and_paired_variants_train_and_are_ranked_on_the_species_des
 
 @pytest.mark.slow
 def test_every_variant_trains_and_is_ranked_on_the_species_design(tmp_path):
-    from perturbjax.models import LEARNED
-    _species_study((*LEARNED, "control"), tmp_path)
+    from perturbjax.models import MULTI_TASK
+    _species_study((*MULTI_TASK, "control"), tmp_path)
