@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -108,6 +109,14 @@ def pair_table(rows: np.ndarray, coordinates: np.ndarray, adata: ad.AnnData,
     return {"source_row": jnp.asarray(source, jnp.int32),
             "target_row": jnp.asarray(target, jnp.int32),
             "condition": jnp.asarray(encoding.codes(adata, spec)[target], jnp.int32)}
+
+
+def source_and_target(batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """(input cells, target cells) of a batch: a pair table's rows of the shared `cells`
+    (see `pair_table`), or `x` as its own target."""
+    if "source_row" in batch:
+        return batch["cells"][batch["source_row"]], batch["cells"][batch["target_row"]]
+    return batch["x"], batch["x"]
 
 
 def fit_on_pairs(objective: Objective, train_config: TrainConfig, train: ad.AnnData,

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from perturbjax.models.fitting import source_and_target
 from perturbjax.nn.layers import Decoder, Discriminator, Encoder
 from perturbjax.train import alternating
 from perturbjax.train.loop import TrainConfig
@@ -156,9 +157,7 @@ class MTAeObjective(Objective):
 
     def cells(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
         """(input cells, target cells) of a batch."""
-        if "source_row" in batch:
-            return batch["cells"][batch["source_row"]], batch["cells"][batch["target_row"]]
-        return batch["x"], batch["x"]
+        return source_and_target(batch)
 
     def condition(self, batch: Batch) -> jax.Array:
         """The condition vectors FiLM reads for a batch."""

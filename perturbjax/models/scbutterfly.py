@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from perturbjax.models.fitting import source_and_target
 from perturbjax.nn.layers import XAVIER, Decoder, DenseBlock, Discriminator, Encoder
 from perturbjax.train import alternating
 from perturbjax.train.loop import TrainConfig
@@ -118,9 +119,7 @@ class ScButterflyObjective(Objective):
     rng_streams: ClassVar[tuple[str, ...]] = ("dropout", "latent")
 
     def inputs(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
-        if "source_row" in batch:
-            return batch["cells"][batch["source_row"]], batch["cells"][batch["target_row"]]
-        return batch["x"], batch["x"]
+        return source_and_target(batch)
 
     def init_optimizer(self, tx: optax.GradientTransformation, params: PyTree) -> PyTree:
         network, critic = alternating.split(params, [DISCRIMINATOR])
