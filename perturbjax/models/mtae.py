@@ -232,9 +232,8 @@ class AdversarialMTAeObjective(MTAeObjective):
 
         (loss, (state, latent)), grads = jax.value_and_grad(network_objective, has_aux=True)(
             network)
-        new_network, new_opt = alternating.update(tx, grads, opt_state["network"], network)
-        network = alternating.keep_if(train_network, new_network, network)
-        network_opt = alternating.keep_if(train_network, new_opt, opt_state["network"])
+        network, network_opt = alternating.update(tx, grads, opt_state["network"], network,
+                                                  when=train_network)
         model_state = alternating.keep_if(train_network, state, model_state)
 
         latent = jax.lax.stop_gradient(latent)
@@ -251,9 +250,8 @@ class AdversarialMTAeObjective(MTAeObjective):
             return alternating.binary_cross_entropy(logits, labels), state
 
         (_, state), grads = jax.value_and_grad(critic_objective, has_aux=True)(critic)
-        new_critic, new_opt = alternating.update(tx, grads, opt_state[DISCRIMINATOR], critic)
-        critic = alternating.keep_if(train_critic, new_critic, critic)
-        critic_opt = alternating.keep_if(train_critic, new_opt, opt_state[DISCRIMINATOR])
+        critic, critic_opt = alternating.update(tx, grads, opt_state[DISCRIMINATOR], critic,
+                                                when=train_critic)
         model_state = alternating.keep_if(train_critic, state, model_state)
         return ({**network, **critic}, model_state,
                 {"network": network_opt, DISCRIMINATOR: critic_opt}, loss)

@@ -179,9 +179,8 @@ class ScButterflyObjective(Objective):
             return alternating.binary_cross_entropy(logits, labels, weights=weights), state
 
         grads, state = jax.grad(critic_objective, has_aux=True)(critic)
-        new_critic, new_opt = alternating.update(tx, grads, opt_state[DISCRIMINATOR], critic)
-        critic = alternating.keep_if(translating, new_critic, critic)
-        critic_opt = alternating.keep_if(translating, new_opt, opt_state[DISCRIMINATOR])
+        critic, critic_opt = alternating.update(tx, grads, opt_state[DISCRIMINATOR], critic,
+                                                when=translating)
         model_state = alternating.keep_if(translating, state, model_state)
         return ({**network, **critic}, model_state,
                 {"network": network_opt, DISCRIMINATOR: critic_opt}, loss)

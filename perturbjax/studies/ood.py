@@ -158,12 +158,14 @@ def load_dataset(config: OODConfig) -> ad.AnnData:
 
 
 Predictions = dict[str, list[np.ndarray]]  # condition -> one (cells x genes) array per seed
+Runs = dict[str, list[dict]]  # condition -> per seed: the fit's bookkeeping (epochs, seconds)
 
 
 def _predict_reference(model: str, split: HoldOut, config: OODConfig,
-                       conditions: list[str]) -> tuple[Predictions, list[dict]]:
+                       conditions: list[str]) -> tuple[Predictions, Runs]:
     """A deterministic reference: one prediction per condition, no seed."""
-    return {c: [REFERENCES[model](split, config.spec, c)] for c in conditions}, [{"seed": None}]
+    return ({c: [REFERENCES[model](split, config.spec, c)] for c in conditions},
+            {c: [{"seed": None}] for c in conditions})
 
 
 def _configured(family: ModelFamily, config: OODConfig) -> tuple[Any, TrainConfig]:
@@ -206,7 +208,7 @@ def _fit_family(family: ModelFamily, model_config: Any, train_config: TrainConfi
 
 
 def _predict_learned(model: str, split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
-                     conditions: list[str], workdir: Path) -> tuple[Predictions, list[dict]]:
+                     conditions: list[str], workdir: Path) -> tuple[Predictions, Runs]:
     """Train every seed of a learned model as one program, then predict each condition.
 
     A single-perturbation model (`per_condition`) on data with several perturbed conditions
@@ -227,21 +229,20 @@ def _predict_learned(model: str, split: HoldOut, config: OODConfig, encoding: Co
                          ConditionEncoding(tuple(sorted([encoding.control, c])),
                                            encoding.control),
                          [c], checkpoints / f"condition_{c}"))
-    started = time.perf_counter()
-    predictions, results = {}, []
+    predictions, runs = {}, {}
     for task, task_encoding, task_conditions, task_checkpoints in jobs:
+        started = time.perf_counter()
         objective, result = _fit_family(family, model_config, train_config, task.train, config,
                                         task_encoding, task_checkpoints, fingerprint)
-        results.append(result)
+        seconds = time.perf_counter() - started
         for c in task_conditions:
             predictions[c] = family.predict(objective, result, task, config.spec,
                                             task_encoding, c)
-    seconds = time.perf_counter() - started
-    result = results[0]  # the per-condition fits share seeds; the first one's bookkeeping
-    runs = [{"seed": seed, "epochs_run": result.epochs_run, "best_epoch": int(best) + 1,
-             "learning_rate": float(lr), "train_seconds": seconds}
-            for seed, best, lr in zip(result.seeds, result.best_epoch, result.learning_rate,
-                                      strict=True)]
+            runs[c] = [{"seed": seed, "epochs_run": result.epochs_run,
+                        "best_epoch": int(best) + 1, "learning_rate": float(lr),
+                        "train_seconds": seconds}
+                       for seed, best, lr in zip(result.seeds, result.best_epoch,
+                                                 result.learning_rate, strict=True)]
     return predictions, runs
 
 
@@ -304,7 +305,7 @@ def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEnco
         for name, condition, decoded_as in plan:
             per_seed = predictions[decoded_as]
             first_seed[condition][name] = per_seed[0]
-            for run_info, pred in zip(runs, per_seed, strict=True):
+            for run_info, pred in zip(runs[decoded_as], per_seed, strict=True):
                 scores = evaluate_prediction(references[condition], pred,
                                              seed=run_info["seed"] or 0)
                 rows.append({"model": name, "context": split.context, "condition": condition,

@@ -28,10 +28,14 @@ def split(params: PyTree, names: Collection[str]) -> tuple[dict, dict]:
 
 
 def update(tx: optax.GradientTransformation, grads: PyTree, opt_state: PyTree,
-           params: PyTree) -> tuple[PyTree, PyTree]:
-    """One optimiser step of a parameter group: (new params, new optimiser state)."""
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
+           params: PyTree, when: jax.Array | None = None) -> tuple[PyTree, PyTree]:
+    """One optimiser step of a parameter group: (new params, new optimiser state). With a
+    traced boolean `when`, a step that is switched off keeps the old params and state."""
+    updates, new_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    if when is None:
+        return new_params, new_state
+    return keep_if(when, new_params, params), keep_if(when, new_state, opt_state)
 
 
 def keep_if(flag: jax.Array, new: PyTree, old: PyTree) -> PyTree:
