@@ -1,13 +1,15 @@
 """Launcher of the PerturbX study (flags -> `perturbjax.studies.perturbx.run`).
 
-The McFarland-like semi-synthetic set around 24 real GDSC lines (shared data), 6 x 3 members:
+The McFarland-like semi-synthetic set around 24 real GDSC lines (shared data), 6 x 3 members
+(about 4.5 minutes on 2 CPU cores):
   python experiments/perturbx.py --workdir runs/perturbx
 The real MIX-seq release (one 10x folder per experiment; TP53 status from the shared GDSC
-mutation table, or --status_csv with columns cell_line,tp53_wt):
+mutation table, or --status_csv with columns cell_line,tp53_wt; the release is not available
+here, so its cost is not measured; the tests run the command on files in its layout):
   python experiments/perturbx.py --mixseq_dir McFarland2020 \
       --experiments DMSO_24hr_expt1,Idasanutlin_24hr_expt1 --n_top_genes 5000
-The download-free toy set (seconds):
-  python experiments/perturbx.py --toy --epochs 60 --workdir runs/perturbx_toy
+The download-free toy set (about 25 seconds):
+  python experiments/perturbx.py --toy --epochs 60 --workdir runs/px_toy
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from perturbjax.data.gdsc import MUTATIONS_FILE, read_mutation_status
 from perturbjax.data.mixseq import load_mixseq, tp53_wild_type
 from perturbjax.data.synthetic_mixseq import MixSeqSimConfig, make_mixseq_like, make_toy_mixseq
 from perturbjax.models.perturbx import POOLINGS, TARGETS, PerturbXConfig
-from perturbjax.studies.perturbx import PerturbXStudyConfig, prepare_cells, run
+from perturbjax.studies.perturbx import (
+    DEFAULT_FOLDS,
+    FoldCountError,
+    PerturbXStudyConfig,
+    prepare_cells,
+    run,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Shared data folder with gdsc/ (default: "
@@ -45,7 +53,8 @@ flags.DEFINE_enum("pooling", "mean", list(POOLINGS), "Bag pooling.")
 flags.DEFINE_enum("target", "bootstrap", list(TARGETS), "Training target.")
 flags.DEFINE_integer("n_select", 64, "Genes the concrete selector reads.")
 flags.DEFINE_integer("bag_size", 64, "Cells per training bag.")
-flags.DEFINE_integer("folds", 6, "Folds over cell lines, stratified by TP53 status.")
+flags.DEFINE_integer("folds", None, "Folds over cell lines, stratified by TP53 status "
+                     f"(default: {DEFAULT_FOLDS}, or the smaller status class's line count).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; every fold x seed is one member.")
 flags.DEFINE_integer("epochs", 300, "Epochs (passes over the training lines).")
 flags.DEFINE_integer("batch_size", 4, "Bags per step.")
@@ -99,7 +108,11 @@ def main(argv: list[str]) -> None:
         n_folds=FLAGS.folds, fold_seed=FLAGS.seed, seeds=tuple(int(s) for s in FLAGS.seeds),
         epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
         shapley_permutations=FLAGS.shapley_permutations)
-    run(cells, config, FLAGS.workdir, programme)
+    try:
+        run(cells, config, FLAGS.workdir, programme)
+    except FoldCountError as error:
+        given = "the default" if FLAGS.folds is None else FLAGS.folds
+        raise SystemExit(f"experiments/perturbx.py: --folds ({given}): {error}") from error
     print((Path(FLAGS.workdir) / "summary.md").read_text())
 
 

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.io
-import scipy.sparse as sp
 from scipy.stats import pearsonr
 from sklearn.linear_model import RidgeCV as SkRidgeCV
 from sklearn.metrics import r2_score
@@ -30,9 +29,12 @@ from perturbjax.models import effect_references as refs
 from perturbjax.models import perturbx
 from perturbjax.shapley import exact_shapley, sampled_shapley
 from perturbjax.studies.perturbx import (
+    DEFAULT_FOLDS,
     MODEL,
     REFERENCES,
+    FoldCountError,
     PerturbXStudyConfig,
+    fold_count,
     fold_rows,
     gene_weights,
     make_folds,
@@ -40,6 +42,7 @@ from perturbjax.studies.perturbx import (
     run,
 )
 from perturbjax.train import Folds, TrainConfig, fit
+from tests.release_files import write_10x_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = perturbx.PerturbXConfig(n_select=8, encoder_hidden=16, decoder_hidden=32,
@@ -47,18 +50,6 @@ TINY_MODEL = perturbx.PerturbXConfig(n_select=8, encoder_hidden=16, decoder_hidd
 
 
 # --- MIX-seq release format ------------------------------------------------------------------
-
-def _write_experiment(folder: Path, counts: np.ndarray, genes: list[str],
-                      classes: pd.DataFrame) -> None:
-    """A 10x v2 folder (genes x cells matrix.mtx, genes.tsv, barcodes.tsv) + classifications."""
-    folder.mkdir(parents=True)
-    scipy.io.mmwrite(folder / "matrix.mtx", sp.coo_matrix(counts.T))
-    pd.DataFrame({"id": [f"ENSG{i:05d}" for i in range(len(genes))], "symbol": genes}).to_csv(
-        folder / "genes.tsv", sep="\t", header=False, index=False)
-    pd.Series([f"BC{i:03d}-1" for i in range(len(counts))]).to_csv(
-        folder / "barcodes.tsv", header=False, index=False)
-    classes.to_csv(folder / "classifications.csv", index=False)
-
 
 @pytest.fixture()
 def mixseq_root(tmp_path):
@@ -72,7 +63,7 @@ def mixseq_root(tmp_path):
                            "BICR6_UPPER_AERODIGESTIVE_TRACT", "NCIH226_LUNG", None],
             "cell_quality": ["normal", "normal", "normal", "low_quality", "doublet", "normal"],
         })
-        _write_experiment(tmp_path / name, counts, genes, classes)
+        write_10x_experiment(tmp_path / name, counts, genes, classes)
     return tmp_path
 
 
@@ -346,13 +337,25 @@ def test_the_study_scores_every_model_on_every_held_out_line(toy_study, toy):
         assert len(set(genes)) == len(genes) == TINY_MODEL.n_select  # no gene read twice
 
 
-def test_the_launcher_runs_the_toy_study_from_flags(tmp_path):
+def test_default_folds_fit_the_smaller_status_class_and_too_many_are_refused():
+    status = np.array([True] * 3 + [False] * 5)
+    assert fold_count(status, None) == 3  # the default 6, capped by the 3 wild-type lines
+    assert fold_count(np.array([True] * 7 + [False] * 17), None) == DEFAULT_FOLDS
+    with pytest.raises(FoldCountError, match=r"4 folds need at least 4 lines of each status "
+                                             r"class, but the data has 5 lines with "
+                                             r"status=False, 3 lines with status=True"):
+        fold_count(status, 4)
+    with pytest.raises(FoldCountError, match="at least 2 lines of each of two"):
+        fold_count(np.array([True] + [False] * 5), None)
+
+
+def test_the_launcher_names_the_flag_and_class_sizes_when_folds_cannot_be_honoured(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "perturbx.py"), "--toy", "--epochs", "5",
-         "--folds", "4", "--seeds", "0", "--n_select", "8", "--bag_size", "8",
-         "--shapley_permutations", "8", "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=900, cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "Held-out lines" in out.stdout
-    assert (tmp_path / "table.csv").is_file()
+        [sys.executable, str(ROOT / "experiments" / "perturbx.py"), "--toy", "--folds", "5",
+         "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1] == (
+        "experiments/perturbx.py: --folds (5): 5 folds need at least 5 lines of each status "
+        "class, but the data has 5 lines with tp53_wt=False, 3 lines with tp53_wt=True; ask "
+        "for at most 3 folds")
+    assert not any(tmp_path.iterdir())  # refused before anything was written

@@ -2,7 +2,8 @@
 
 `run(adata, config, workdir)` takes log-normalised cells with obs `cell_line`, `condition`
 (control `DMSO`) and a per-line boolean status column (TP53 wild-type), and:
-1. splits the lines into `n_folds` folds stratified by status (the paper: 6 folds of 4);
+1. splits the lines into `n_folds` folds stratified by status (the paper: 6 folds of 4; by
+   default 6, or as many as the smaller status class has lines when it has fewer);
 2. trains PerturbX for every fold x seed as ONE vmapped program of the shared loop (the cell
    pool is a shared array; each fold trains on its own rows, with its own gene weights);
 3. predicts each held-out line from all its control cells, beside the references (mean
@@ -47,6 +48,7 @@ from perturbjax.train import FitResult, Folds, TrainConfig, TrainState, fit, pre
 log = logging.getLogger("perturbjax")
 
 MODEL = "PerturbX"
+DEFAULT_FOLDS = 6
 REFERENCES = ("mean effect", "status mean effect", "nearest lines", "ridge")
 METRICS = ("r2", "r2_effect", "mse", "mse_all")
 
@@ -57,7 +59,8 @@ class PerturbXStudyConfig:
 
     Attributes:
       model: the PerturbX architecture and objective.
-      n_folds, fold_seed: stratified folds over cell lines.
+      n_folds, fold_seed: stratified folds over cell lines; `None`: `DEFAULT_FOLDS`, or as
+        many as the smaller status class has lines when it has fewer.
       seeds: initialisation / bootstrap seeds; every fold x seed is one member.
       epochs, batch_size, learning_rate: Adam on bags (batch_size bags per step).
       selector_speed: the selector's logits take steps this many times larger (they must
@@ -76,7 +79,7 @@ class PerturbXStudyConfig:
     """
 
     model: perturbx.PerturbXConfig = perturbx.PerturbXConfig()
-    n_folds: int = 6
+    n_folds: int | None = None
     fold_seed: int = 0
     seeds: tuple[int, ...] = (0, 1, 2)
     epochs: int = 300
@@ -97,8 +100,12 @@ class PerturbXStudyConfig:
         if self.gene_weights not in ("response", "uniform"):
             raise ValueError(f"gene_weights must be 'response' or 'uniform', "
                              f"got '{self.gene_weights}'")
-        if self.n_folds < 2 or not self.seeds:
+        if (self.n_folds is not None and self.n_folds < 2) or not self.seeds:
             raise ValueError("need at least 2 folds and one seed")
+
+
+class FoldCountError(ValueError):
+    """The folds asked for cannot each hold out a line of every status class."""
 
 
 def prepare_cells(raw: ad.AnnData, n_top_genes: int | None = None) -> ad.AnnData:
@@ -124,8 +131,25 @@ def line_status(adata: ad.AnnData, bags: BagData, key: str) -> np.ndarray:
     return per_line.loc[bags.contexts, "min"].to_numpy(bool)
 
 
+def fold_count(status: np.ndarray, requested: int | None, key: str = "status") -> int:
+    """The number of stratified folds: `requested`, or by default `DEFAULT_FOLDS` capped at
+    the smaller status class. Raises FoldCountError, naming the class sizes, when a class has
+    fewer lines than the folds need (each fold holds out a line of every class)."""
+    values, sizes = np.unique(status, return_counts=True)
+    classes = ", ".join(f"{n} lines with {key}={v}" for v, n in zip(values, sizes, strict=True))
+    if len(values) < 2 or sizes.min() < 2:
+        raise FoldCountError(f"stratified folds need at least 2 lines of each of two status "
+                             f"classes; the data has {classes}")
+    n_folds = min(DEFAULT_FOLDS, int(sizes.min())) if requested is None else requested
+    if n_folds > sizes.min():
+        raise FoldCountError(f"{n_folds} folds need at least {n_folds} lines of each status "
+                             f"class, but the data has {classes}; ask for at most "
+                             f"{sizes.min()} folds")
+    return n_folds
+
+
 def make_folds(status: np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
-    """Test contexts of each fold, stratified by status."""
+    """Test contexts of each fold, stratified by status (`fold_count` checks `n_folds`)."""
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return [test for _, test in splitter.split(np.zeros(len(status)), status)]
 
@@ -320,7 +344,8 @@ def run(adata: ad.AnnData, config: PerturbXStudyConfig, workdir: str | Path,
         raise ValueError(f"the study ranks genes for one perturbation; found "
                          f"{list(bags.perturbations)} (subset the data)")
     status = line_status(adata, bags, config.status_key)
-    test_contexts = make_folds(status, config.n_folds, config.fold_seed)
+    n_folds = fold_count(status, config.n_folds, config.status_key)
+    test_contexts = make_folds(status, n_folds, config.fold_seed)
     train_rows = fold_rows(bags, test_contexts, config.fold_seed)
     objective, result = train_folds(bags, train_rows, config)
     standardisation = {k: v for k, v in shared_arrays(bags, config).items() if k != "cells"}
@@ -361,7 +386,7 @@ def _write(results: dict[str, pd.DataFrame], bags: BagData, status: np.ndarray,
     ranking, separation = results["ranking"], results["separation"]
     head = ranking.head(config.n_top_genes)
     lines = [f"# PerturbX: {bags.perturbations[0]} on {len(bags.contexts)} cell lines", "",
-             f"{config.n_folds} folds stratified by '{config.status_key}', seeds "
+             f"{len(test_contexts)} folds stratified by '{config.status_key}', seeds "
              f"{list(config.seeds)}; R² / MSE on the top {config.n_top_degs} DEGs.", "",
              "## Held-out lines (mean over lines within a seed; mean ± sd over seeds)", "",
              markdown_table(results["table"].set_index("model")), "",
