@@ -16,6 +16,7 @@ table, so a k-fold study is one program without a copy of the data per fold.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -366,6 +367,22 @@ class Trainer:
 EpochCallback = Callable[[int, TrainState], None]
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_trainer(objective: Objective, config: TrainConfig) -> Trainer:
+    return Trainer(objective, config)
+
+
+def trainer_for(objective: Objective, config: TrainConfig) -> Trainer:
+    """The Trainer of an (objective, configuration) pair, kept for reuse: jit caches compiled
+    programs per Trainer, so fitting the same model again on data of the same shapes (another
+    seed alone, a rerun, a resumed run) compiles nothing. Unhashable objectives get a new one."""
+    try:
+        hash((objective, config))
+    except TypeError:
+        return Trainer(objective, config)
+    return _cached_trainer(objective, config)
+
+
 def log_epoch(epoch: int, state: TrainState, total: int) -> None:
     """One progress line per epoch: mean train / validation loss over the members."""
     train = np.asarray(state.train_loss[:, epoch])
@@ -408,7 +425,7 @@ def fit(
     """
     seeds = tuple(int(s) for s in seeds)
     _check_keys(train, shared, folds)
-    trainer = Trainer(objective, config)
+    trainer = trainer_for(objective, config)
     n_folds = folds.n_folds if folds else 1
     if folds:
         folds.check_rows(_n_cells(train), _n_cells(validation))
