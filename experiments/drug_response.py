@@ -1,11 +1,12 @@
 """Launcher of the drug-sensitivity study (flags -> `perturbjax.studies.drug_response.run`).
 
-Shared data (GDSC2 + CellBench in ../shared/data), Camptothecin, the seed's grid:
+Shared data (GDSC2 + CellBench in ../shared/data), Camptothecin, the seed's grid (about 12
+minutes on 2 CPU cores):
   python experiments/drug_response.py --workdir runs/drug_response
 Official GDSC release files (fitted dose-response table, RMA matrix), any drug:
   python experiments/drug_response.py --response GDSC2_fitted_dose_response.csv \
       --expression Cell_line_RMA_proc_basalExp.txt --drug Cisplatin --gene_filter 1.9,0
-The download-free toy set (known answer, seconds):
+The download-free toy set (known answer, about 20 seconds):
   python experiments/drug_response.py --toy --grid small --workdir runs/drug_toy
 """
 

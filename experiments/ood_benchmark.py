@@ -1,12 +1,12 @@
 """Launcher of the out-of-distribution benchmark (flags -> `perturbjax.studies.ood.run`).
 
-Synthetic default (no download):
+Synthetic default (no download; about 7 minutes on 2 CPU cores):
   python experiments/ood_benchmark.py --workdir runs/ood_synthetic
-Kang PBMC, every cell type held out, 3 seeds:
+Kang PBMC, every cell type held out, 3 seeds (about an hour on 2 CPU cores):
   python experiments/ood_benchmark.py --data ../shared/data/kang/valid_pbmc.h5ad \
       --workdir runs/ood_kang
-Every multi-task variant on the synthetic multi-dose design, dose 1 never seen, continuous
-dose encoding:
+Every model the multi-dose design allows, dose 1 never seen, continuous dose encoding (hours
+on 2 CPU cores, not timed to the end):
   python experiments/ood_benchmark.py --design multidose --models all \
       --conditioning log_dose --held_out_conditions 1 --workdir runs/ood_multidose
 """

@@ -1,7 +1,7 @@
 """Launcher of the signature-exposure study (flags -> `perturbjax.studies.signatures.run`).
 
 Semi-synthetic data from real parts in ../shared/data (CellBench cells, Nik-Zainal exposure
-distributions, COSMIC v3.4 spectra):
+distributions, COSMIC v3.4 spectra; about 18 minutes on 2 CPU cores):
   python experiments/signatures.py --workdir runs/signatures
 Your own data in the seed's form (counts genes x cells; exposures cells x signatures):
   python experiments/signatures.py --expression counts.csv --exposures exposures.csv \

@@ -65,7 +65,7 @@ class MixSeqSimConfig:
       basal_shift: tonic programme activity in unstimulated wild-type lines: 0.5 is about
         1.65x the targets' basal expression (TP53 wild-type lines express targets such as
         MDM2 and CDKN1A higher at rest). The study's gene ranking depends on it: at 0.3 its
-        top 10 held 4 programme genes, at 0.5 all 10 (README).
+        top 10 held 4 programme genes, at 0.5 all 10 (docs/perturbx.md).
       line_specific_genes, line_specific_sd: each line's own response on random genes.
       library_size: median UMIs per cell; dispersion: negative-binomial shape.
       exclude_lineages: DepMap lineages never drawn. MIX-seq pools solid-tumour lines (all 24
