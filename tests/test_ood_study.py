@@ -1,6 +1,4 @@
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,19 +54,6 @@ def test_same_seed_gives_identical_metrics_and_other_seeds_differ(study, tmp_pat
 def test_unknown_model_name_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown models \\['not_a_model'\\]"):
         ood.run(dataclasses.replace(TINY_STUDY, models=("not_a_model",)), tmp_path)
-
-
-def test_launcher_runs_the_study_from_flags(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "ood_benchmark.py"), "--workdir",
-         str(tmp_path), "--held_out", "type_0", "--epochs", "2", "--seeds", "1",
-         "--figures=false", "--models", "mtae,control", "--checkpoint_every", "0"],
-        capture_output=True, text=True, timeout=900, cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "Penalty ranking" in out.stdout
-    assert "epoch 2/2" in out.stderr
-    assert len(pd.read_csv(tmp_path / "metrics.csv")) == 2
 
 
 def test_nearest_seen_dose_is_nearest_on_the_log_dose_scale():

@@ -1,0 +1,276 @@
+"""Every command the documentation shows runs as a user types it.
+
+Commands are read from README.md, docs/*.md and the module docstrings of the launchers
+(`experiments/`) and benchmarks (`benchmarks/`). Each must have an entry in `HOW_TO_RUN`: run
+as it is, or with flags appended that make it cheap (absl and argparse keep the last value of
+a repeated flag), in the default run or marked slow, after writing the user's own files it
+names. A documented command without an entry fails the suite, and so does an entry that no
+document shows any more.
+
+Commands run through bash in a scratch copy of a fresh clone's layout: the repository's
+folders linked in, `python` and `.venv/bin/python` this interpreter, `../shared` the
+development data when present, so relative paths mean what they mean to a user. Installation
+steps (`python3 -m venv`, `pip install`) are left out: CI runs them from scratch in `.ci/run`.
+
+    pytest tests/test_documented_commands.py -m "slow or not slow" -n 0 -s   # every command
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturbjax.data import shared_data_dir
+from tests.release_files import write_gdsc_release, write_mixseq_release, write_seed_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = ("README.md", "docs/*.md", "experiments/*.py", "benchmarks/*.py")
+FENCED = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
+INLINE = re.compile(r"`([^`\n]+(?:\n[^`\n]+)?)`")
+RUNS_PYTHON = re.compile(r"(?:^|&&\s*)(?:\.\./)?(?:\.venv/bin/)?python3?\s+(?!-m venv)")
+PEER_PYTHON = "PERTURBJAX_PEER_PYTHON"
+
+
+def _logical_lines(text: str) -> list[str]:
+    """Lines with backslash continuations joined."""
+    return re.sub(r"\\\n\s*", " ", text).splitlines()
+
+
+def _snippets(path: Path) -> list[str]:
+    """Code a user would copy: fenced blocks and inline spans of Markdown, a module's
+    docstring lines."""
+    text = path.read_text()
+    if path.suffix == ".py":
+        return _logical_lines(ast.get_docstring(ast.parse(text)) or "")
+    blocks = [line for block in FENCED.findall(text) for line in _logical_lines(block)]
+    return blocks + INLINE.findall(FENCED.sub("", text))
+
+
+def normalise(snippet: str) -> str:
+    """The command as run here: comments, `[optional]` usage parts and install steps
+    dropped, the interpreter spelled `python`, whitespace collapsed."""
+    text = re.sub(r"\s+#.*$", "", " ".join(snippet.split()))
+    text = re.sub(r"\s*\[[^\]]*\]", "", text)
+    text = re.sub(r"(?:\.\./)?\.venv/bin/python3?\b", "python", text)
+    steps = [step.strip() for step in text.split("&&")]
+    kept = [s for s in steps if not s.startswith("python3 -m venv") and "pip install" not in s]
+    return " && ".join(kept)
+
+
+def documented_commands() -> dict[str, list[str]]:
+    """Each command (normalised) -> the files that show it."""
+    found: dict[str, list[str]] = {}
+    for pattern in DOCUMENTS:
+        for path in sorted(ROOT.glob(pattern)):
+            for snippet in _snippets(path):
+                if RUNS_PYTHON.search(snippet.strip()):
+                    where = str(path.relative_to(ROOT))
+                    found.setdefault(normalise(snippet), [])
+                    if where not in found[normalise(snippet)]:
+                        found[normalise(snippet)].append(where)
+    return found
+
+
+# ------------------------------------------------------------------ how each command runs
+
+
+def _signature_tables(project: Path) -> None:
+    rng = np.random.default_rng(0)
+    genes, cells = [f"G{i:03d}" for i in range(150)], [f"cell{i:03d}" for i in range(240)]
+    counts = pd.DataFrame(rng.poisson(4.0, (240, 150)), index=cells, columns=genes)
+    drive = np.log1p(counts.iloc[:, :6].to_numpy()).sum(1)
+    exposures = pd.DataFrame({"SBS1": 50 * drive, "SBS5": 80 - 3 * drive,
+                              "SBS13": rng.gamma(2.0, 10.0, 240)}, index=cells)
+    write_seed_tables(project, counts, exposures)
+
+
+def _gdsc_release(project: Path) -> None:
+    write_gdsc_release(shared_data_dir(), project / "GDSC2_fitted_dose_response.csv",
+                       project / "Cell_line_RMA_proc_basalExp.txt", drugs=("Cisplatin",))
+
+
+def _mixseq_release(project: Path) -> None:
+    write_mixseq_release(shared_data_dir(), project / "McFarland2020",
+                         ("DMSO_24hr_expt1", "Idasanutlin_24hr_expt1"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """How a documented command is run here.
+
+    Attributes:
+      outputs: files (relative to the project) the command must leave.
+      shows: text its output (stdout and stderr) must contain.
+      cheaper: flags appended to make it cheap; empty: run as documented.
+      slow: only under `-m slow`.
+      needs: subfolders of the shared data it reads (skipped with a reason when absent).
+      inputs: writes the user's own files that the command names.
+      peer: needs a peer's interpreter (`$PERTURBJAX_PEER_PYTHON`) or package.
+      by_ci: the test command itself: CI runs it, this test does not.
+    """
+
+    outputs: tuple[str, ...] = ()
+    shows: tuple[str, ...] = ()
+    cheaper: str = ""
+    slow: bool = False
+    needs: tuple[str, ...] = ()
+    inputs: Callable[[Path], None] | None = None
+    peer: str | None = None
+    by_ci: bool = False
+
+
+OOD_CHEAP = "--held_out type_0 --seeds 1 --epochs 2 --checkpoint_every 0"
+KANG_CHEAP = "--held_out B --seeds 1 --epochs 2 --checkpoint_every 0 --n_top_genes 500"
+SIGNATURES_CHEAP = ("--n_cells 240 --n_genes 150 --cv 3 --lasso_alphas 10 --bootstrap 50 "
+                    "--stability 2 --experiments random")
+DRUG_CHEAP = "--grid small --folds 2 --repeats 1 --final_seeds 0 --permutations 50"
+PERTURBX_RELEASE_CHEAP = "--epochs 20 --seeds 0 --shapley_permutations 8"
+PERTURBX_CHEAP = f"--lines 8 --wild_type 3 --genes 300 {PERTURBX_RELEASE_CHEAP}"
+KANG = ("kang",)
+GDSC_CELLS = ("gdsc", "cellbench", "gene_map")
+SIGNATURE_PARTS = ("cellbench", "signatures")
+
+HOW_TO_RUN: dict[str, Run] = {
+    "python -m pytest": Run(by_ci=True),
+    # the out-of-distribution benchmark
+    "python experiments/ood_benchmark.py --workdir runs/ood_synthetic": Run(
+        outputs=("runs/ood_synthetic/summary.md", "runs/ood_synthetic/metrics.csv",
+                 "runs/ood_synthetic/figures/pca_type_0_stimulated.png"),
+        shows=("Penalty ranking", "epoch 2/2"), cheaper=OOD_CHEAP),
+    "python experiments/ood_benchmark.py --data ../shared/data/kang/valid_pbmc.h5ad "
+    "--workdir runs/ood_kang": Run(
+        outputs=("runs/ood_kang/summary.md",), cheaper=KANG_CHEAP, slow=True, needs=KANG),
+    "python experiments/ood_benchmark.py --models scgen,scvidr,scpregan,scbutterfly,"
+    "mean_shift,control --workdir runs/baselines": Run(
+        outputs=("runs/baselines/summary.md",), cheaper=OOD_CHEAP, slow=True),
+    "python experiments/ood_benchmark.py --design multidose --models all "
+    "--workdir runs/all_multidose": Run(
+        outputs=("runs/all_multidose/summary.md",), cheaper=f"{OOD_CHEAP} --epochs 1",
+        slow=True),
+    "python experiments/ood_benchmark.py --design multidose --models all --conditioning "
+    "log_dose --held_out_conditions 1 --workdir runs/ood_multidose": Run(
+        outputs=("runs/ood_multidose/summary.md",), cheaper=f"{OOD_CHEAP} --epochs 1",
+        slow=True),
+    "python experiments/ood_benchmark.py --models all --held_out type_0,type_3 "
+    "--workdir runs/ood3_single": Run(
+        outputs=("runs/ood3_single/summary.md",), cheaper=OOD_CHEAP, slow=True),
+    # signature exposures
+    "python experiments/signatures.py --workdir runs/signatures": Run(
+        outputs=("runs/signatures/summary.md",), cheaper=SIGNATURES_CHEAP, slow=True,
+        needs=SIGNATURE_PARTS),
+    "python experiments/signatures.py --expression counts.csv --exposures exposures.csv "
+    "--workdir runs/signatures_mine": Run(
+        outputs=("runs/signatures_mine/summary.md",), cheaper=SIGNATURES_CHEAP, slow=True,
+        inputs=_signature_tables),
+    # drug sensitivity
+    "python experiments/drug_response.py --toy --grid small --workdir runs/drug_toy": Run(
+        outputs=("runs/drug_toy/summary.md", "runs/drug_toy/cv.csv", "runs/drug_toy/cells.csv"),
+        shows=("Transfer to single cells",)),
+    "python experiments/drug_response.py --workdir runs/drug_response": Run(
+        outputs=("runs/drug_response/summary.md",), cheaper=DRUG_CHEAP, slow=True,
+        needs=GDSC_CELLS),
+    "python experiments/drug_response.py --response GDSC2_fitted_dose_response.csv "
+    "--expression Cell_line_RMA_proc_basalExp.txt --drug Cisplatin --gene_filter 1.9,0": Run(
+        outputs=("runs/drug_response/summary.md",), cheaper=DRUG_CHEAP, slow=True,
+        needs=GDSC_CELLS, inputs=_gdsc_release),
+    # PerturbX
+    "python experiments/perturbx.py --toy --epochs 60 --workdir runs/px_toy": Run(
+        outputs=("runs/px_toy/summary.md", "runs/px_toy/table.csv", "runs/px_toy/ranking.csv"),
+        shows=("Held-out lines", "3 folds stratified by 'tp53_wt'")),
+    "python experiments/perturbx.py --workdir runs/perturbx": Run(
+        outputs=("runs/perturbx/summary.md",), cheaper=PERTURBX_CHEAP, slow=True,
+        needs=("gdsc",)),
+    "python experiments/perturbx.py --mixseq_dir McFarland2020 --experiments "
+    "DMSO_24hr_expt1,Idasanutlin_24hr_expt1 --n_top_genes 5000": Run(
+        outputs=("runs/perturbx/summary.md",), cheaper=PERTURBX_RELEASE_CHEAP, slow=True,
+        needs=("gdsc",), inputs=_mixseq_release),
+    # benchmarks
+    "python benchmarks/train_speed.py": Run(cheaper="--epochs 1", slow=True),
+    "python benchmarks/linear_speed.py": Run(cheaper="--skip-sklearn-lasso", slow=True),
+    "python benchmarks/grid_speed.py": Run(cheaper="--points 4 --epochs-scale 0.02", slow=True),
+    "python benchmarks/perturbx_speed.py": Run(cheaper="--epochs 2", slow=True),
+    "python benchmarks/ot_speed.py": Run(cheaper="--sizes 300", slow=True, peer="ot"),
+    "cd benchmarks && python peer_scgen.py --peer_python PEER/bin/python --epochs 3": Run(
+        cheaper="--epochs 1", slow=True, needs=KANG, peer=PEER_PYTHON),
+    "python benchmarks/peer_scgen.py --peer_python /path/to/peer-venv/bin/python": Run(
+        cheaper="--epochs 1", slow=True, needs=KANG, peer=PEER_PYTHON),
+}
+
+DOCUMENTED = documented_commands()
+
+
+def test_every_documented_command_has_a_way_to_run():
+    print("\ndocumented commands:")
+    for command, where in DOCUMENTED.items():
+        print(f"  {command}    [{', '.join(where)}]")
+    missing = {c: w for c, w in DOCUMENTED.items() if c not in HOW_TO_RUN}
+    assert not missing, f"documented commands that no test runs: {missing}"
+
+
+def test_every_entry_is_a_documented_command():
+    stale = sorted(set(HOW_TO_RUN) - set(DOCUMENTED))
+    assert not stale, f"entries that no document shows any more: {stale}"
+
+
+def _project(tmp_path: Path) -> Path:
+    """A fresh clone's layout: repository folders linked in, the interpreter as `python` and
+    `.venv/bin/python`, and `../shared` the development data when present."""
+    project = tmp_path / "perturbjax"
+    project.mkdir()
+    for name in ("experiments", "benchmarks", "perturbjax", "notebooks", "pyproject.toml"):
+        (project / name).symlink_to(ROOT / name)
+    data = shared_data_dir()
+    if data is not None:
+        (tmp_path / "shared").mkdir()
+        (tmp_path / "shared" / "data").symlink_to(data)
+    (project / ".venv" / "bin").mkdir(parents=True)
+    for name in ("python", "python3"):
+        wrapper = project / ".venv" / "bin" / name
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        wrapper.chmod(0o755)
+    return project
+
+
+def _cases():
+    for command, run in HOW_TO_RUN.items():
+        if run.by_ci:
+            continue
+        marks = [pytest.mark.slow] if run.slow else []
+        yield pytest.param(command, run, marks=marks, id=command.split(" --workdir")[0])
+
+
+@pytest.mark.parametrize("command, run", _cases())
+def test_documented_command_runs(command: str, run: Run, tmp_path: Path):
+    data = shared_data_dir()
+    absent = [n for n in run.needs if data is None or not (data / n).is_dir()]
+    if absent:
+        pytest.skip(f"shared data absent: {absent} (set PERTURBJAX_DATA)")
+    if run.peer == PEER_PYTHON and not os.environ.get(PEER_PYTHON):
+        pytest.skip(f"the published peer's environment: set ${PEER_PYTHON} to its python")
+    if run.peer and run.peer != PEER_PYTHON and importlib.util.find_spec(run.peer) is None:
+        pytest.skip(f"peer package '{run.peer}' absent: pip install -e '.[peers]'")
+    project = _project(tmp_path)
+    if run.inputs is not None:
+        run.inputs(project)
+    line = f"{command} {run.cheaper}".strip()
+    if run.peer == PEER_PYTHON:
+        line = re.sub(r"--peer_python \S+", f"--peer_python {os.environ[PEER_PYTHON]}", line)
+    env = os.environ | {"PATH": f"{project / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-c", line], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=1800)
+    assert done.returncode == 0, f"`{line}` failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    missing = [out for out in run.outputs if not (project / out).is_file()]
+    assert not missing, f"`{line}` left no {missing}"
+    unseen = [text for text in run.shows if text not in done.stdout + done.stderr]
+    assert not unseen, f"`{line}` did not show {unseen}:\n{done.stdout[-3000:]}"
