@@ -22,6 +22,7 @@ from perturbjax.train import (
     make_optimizer,
     predict_members,
 )
+from perturbjax.train.loop import trainer_for
 
 TINY_MODEL = mtae.MTAeConfig(hidden=(16,), latent=8, dropout=0.1, input_dropout=0.1)
 CONFIG = TrainConfig(epochs=6, batch_size=16, learning_rates=(3e-3,), warmup_steps=5,
@@ -325,3 +326,19 @@ def test_a_learning_rate_multiplier_scales_only_the_named_parameters():
     fast_step = faster.update(grads, faster.init(params), params)[0]
     np.testing.assert_allclose(fast_step["selector"]["logits"], 10 * step["selector"]["logits"])
     np.testing.assert_allclose(fast_step["dense"]["kernel"], step["dense"]["kernel"])
+
+
+def test_refitting_the_same_objective_and_configuration_reuses_its_compiled_trainer(batches):
+    _, _, objective = batches
+    assert trainer_for(objective, CONFIG) is trainer_for(objective, CONFIG)
+    assert trainer_for(objective, CONFIG) is not trainer_for(
+        objective, dataclasses.replace(CONFIG, epochs=CONFIG.epochs + 1))
+
+    @dataclasses.dataclass(frozen=True)
+    class WithArray(type(objective)):
+        weights: np.ndarray = dataclasses.field(default_factory=lambda: np.ones(3))
+
+    unhashable = WithArray(**{f.name: getattr(objective, f.name)
+                              for f in dataclasses.fields(objective)})
+    first, second = trainer_for(unhashable, CONFIG), trainer_for(unhashable, CONFIG)
+    assert first is not second and first.objective is unhashable
