@@ -31,7 +31,6 @@ from perturbjax.data.synthetic_mixseq import make_mixseq_like, make_toy_mixseq
 from perturbjax.models import perturbx
 from perturbjax.studies.perturbx import (
     PerturbXStudyConfig,
-    fold_count,
     fold_rows,
     gene_weights,
     line_status,
@@ -49,7 +48,7 @@ def problem(config: PerturbXStudyConfig):
     cells = prepare_cells(raw)
     bags = BagData.from_anndata(cells, MIXSEQ_SPEC)
     status = line_status(cells, bags, config.status_key)
-    rows = fold_rows(bags, make_folds(status, fold_count(status, config.n_folds), 0), 0)
+    rows = fold_rows(bags, make_folds(status, config.n_folds, 0), 0)
     folds = Folds(rows, rows, arrays={"gene_weights": gene_weights(bags, rows, "response")})
     return bags, folds, f"{len(bags.contexts)} lines x {len(bags.genes)} genes"
 

@@ -148,9 +148,11 @@ def fold_count(status: np.ndarray, requested: int | None, key: str = "status") -
     return n_folds
 
 
-def make_folds(status: np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
-    """Test contexts of each fold, stratified by status (`fold_count` checks `n_folds`)."""
-    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+def make_folds(status: np.ndarray, n_folds: int | None, seed: int, key: str = "status"
+               ) -> list[np.ndarray]:
+    """Test contexts of each fold, stratified by status; `n_folds` as `fold_count` allows."""
+    splitter = StratifiedKFold(n_splits=fold_count(status, n_folds, key), shuffle=True,
+                               random_state=seed)
     return [test for _, test in splitter.split(np.zeros(len(status)), status)]
 
 
@@ -344,8 +346,7 @@ def run(adata: ad.AnnData, config: PerturbXStudyConfig, workdir: str | Path,
         raise ValueError(f"the study ranks genes for one perturbation; found "
                          f"{list(bags.perturbations)} (subset the data)")
     status = line_status(adata, bags, config.status_key)
-    n_folds = fold_count(status, config.n_folds, config.status_key)
-    test_contexts = make_folds(status, n_folds, config.fold_seed)
+    test_contexts = make_folds(status, config.n_folds, config.fold_seed, config.status_key)
     train_rows = fold_rows(bags, test_contexts, config.fold_seed)
     objective, result = train_folds(bags, train_rows, config)
     standardisation = {k: v for k, v in shared_arrays(bags, config).items() if k != "cells"}
