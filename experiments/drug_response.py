@@ -17,6 +17,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from perturbjax.cli import parse_seeds, run_launcher
 from perturbjax.data import shared_data_dir
 from perturbjax.data.cellbench import (
     ALL_RUNS,
@@ -94,12 +95,12 @@ def main(argv: list[str]) -> None:
     config = DrugStudyConfig(
         features=FLAGS.features, gene_filter=gene_filter,
         grid=FLAGS.grid, folds=FLAGS.folds, repeats=FLAGS.repeats,
-        seeds=tuple(int(s) for s in FLAGS.seeds),
-        final_seeds=tuple(int(s) for s in FLAGS.final_seeds), held_out_lines=held_out,
+        seeds=parse_seeds(FLAGS.seeds, "seeds"),
+        final_seeds=parse_seeds(FLAGS.final_seeds, "final_seeds"), held_out_lines=held_out,
         permutations=FLAGS.permutations, seed=FLAGS.seed)
     run(bulk, cells, config, FLAGS.workdir, lineages)
     print((Path(FLAGS.workdir) / "summary.md").read_text())
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_launcher(main)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
 
+from perturbjax.cli import parse_seeds, run_launcher
 from perturbjax.models import LEARNED, REFERENCES
 from perturbjax.ot import PairingConfig
 from perturbjax.studies.ood import DESIGNS, OODConfig, available_models, run
@@ -47,6 +48,8 @@ flags.DEFINE_float("ot_relative_epsilon", 0.01, "Sinkhorn epsilon / mean cost of
 flags.DEFINE_bool("ot_sample", False, "Draw OT partners from the coupling row (else argmax).")
 flags.DEFINE_bool("figures", True, "Write PNG figures.")
 flags.DEFINE_string("workdir", "runs/ood_benchmark", "Output folder (resumes if it exists).")
+flags.DEFINE_bool("overwrite", False, "Replace a workdir that holds another run (other data, "
+                  "configuration or schedule) instead of refusing it.")
 
 
 def main(argv: list[str]) -> None:
@@ -60,15 +63,15 @@ def main(argv: list[str]) -> None:
         condition_key=FLAGS.condition_key, control_value=FLAGS.control_value,
         counts=FLAGS.counts, n_top_genes=FLAGS.n_top_genes,
         held_out=tuple(FLAGS.held_out), models=models,
-        configuration=FLAGS.configuration, seeds=tuple(int(s) for s in FLAGS.seeds),
+        configuration=FLAGS.configuration, seeds=parse_seeds(FLAGS.seeds, "seeds"),
         epochs=FLAGS.epochs, checkpoint_every=FLAGS.checkpoint_every, figures=FLAGS.figures,
         conditioning=FLAGS.conditioning, held_out_conditions=tuple(FLAGS.held_out_conditions),
         pairing=PairingConfig(relative_epsilon=FLAGS.ot_relative_epsilon, sample=FLAGS.ot_sample),
     )
-    results = run(config, FLAGS.workdir)
+    results = run(config, FLAGS.workdir, overwrite=FLAGS.overwrite)
     print(results.summary)
     print(f"outputs in {FLAGS.workdir}: metrics.csv, summary.md, ranking.csv, figures/")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_launcher(main)

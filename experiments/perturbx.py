@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 from absl import app, flags
 
+from perturbjax.cli import parse_seeds, run_launcher
 from perturbjax.data import shared_data_dir
 from perturbjax.data.gdsc import MUTATIONS_FILE, read_mutation_status
 from perturbjax.data.mixseq import load_mixseq, tp53_wild_type
@@ -105,16 +106,16 @@ def main(argv: list[str]) -> None:
     config = PerturbXStudyConfig(
         model=PerturbXConfig(n_select=FLAGS.n_select, pooling=FLAGS.pooling,
                              target=FLAGS.target, bag_size=FLAGS.bag_size),
-        n_folds=FLAGS.folds, fold_seed=FLAGS.seed, seeds=tuple(int(s) for s in FLAGS.seeds),
+        n_folds=FLAGS.folds, fold_seed=FLAGS.seed, seeds=parse_seeds(FLAGS.seeds, "seeds"),
         epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
         shapley_permutations=FLAGS.shapley_permutations)
     try:
         run(cells, config, FLAGS.workdir, programme)
     except FoldCountError as error:
         given = "the default" if FLAGS.folds is None else FLAGS.folds
-        raise SystemExit(f"experiments/perturbx.py: --folds ({given}): {error}") from error
+        raise FoldCountError(f"--folds ({given}): {error}") from error
     print((Path(FLAGS.workdir) / "summary.md").read_text())
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_launcher(main)

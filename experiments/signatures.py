@@ -14,6 +14,7 @@ import logging
 
 from absl import app, flags
 
+from perturbjax.cli import run_launcher
 from perturbjax.data import shared_data_dir
 from perturbjax.data.exposures import load_expression_exposures
 from perturbjax.data.synthetic_exposures import ExposureSimConfig, make_exposure_data
@@ -59,4 +60,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_launcher(main)

@@ -163,6 +163,16 @@ def test_resume_with_another_configuration_is_refused(batches, tmp_path):
             workdir=tmp_path)
 
 
+def test_resume_with_other_epochs_is_refused_by_fingerprint_not_by_a_failed_restore(
+        batches, tmp_path):
+    # The saved state's loss history has the old epoch count as its shape.
+    train, val, objective = batches
+    config = dataclasses.replace(CONFIG, checkpoint_every=2)
+    fit(objective, train, val, [1], config, workdir=tmp_path)
+    with pytest.raises(CheckpointMismatchError, match="different run"):
+        fit(objective, train, val, [1], dataclasses.replace(config, epochs=4), workdir=tmp_path)
+
+
 def test_non_finite_loss_stops_training_with_a_clear_error(batches):
     train, val, objective = batches
 

@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from perturbjax.errors import PerturbjaxError
 
-class DataValidationError(ValueError):
+
+class DataValidationError(PerturbjaxError):
     """A data set does not match what its `PerturbationSpec` promises."""
 
 

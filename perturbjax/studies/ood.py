@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,10 @@ from perturbjax.data import (
     select_hvgs,
     validate,
 )
+from perturbjax.data.fingerprint import content_hash
+from perturbjax.data.schema import DataValidationError
 from perturbjax.data.splits import HoldOut
+from perturbjax.errors import RunValidationError
 from perturbjax.files import markdown_table, write_csv, write_text
 from perturbjax.metrics import HeldOutReference, evaluate_prediction, penalty_ranking
 from perturbjax.metrics.distances import DISTANCES
@@ -54,6 +58,8 @@ from perturbjax.models import LEARNED, REFERENCES, ModelFamily, check_model_name
 from perturbjax.models.fitting import ConditionEncoding, fit_on_anndata, fit_on_pairs
 from perturbjax.models.mtae import MTAeConfig
 from perturbjax.ot import PairingConfig
+from perturbjax.studies.ood_checks import Batching, config_problems, data_problems
+from perturbjax.studies.run_record import RUN_FILE, claim_workdir, write_record
 from perturbjax.train.loop import FitResult, TrainConfig
 from perturbjax.train.objective import Objective
 
@@ -134,7 +140,7 @@ class OODResults:
 
 
 def load_dataset(config: OODConfig) -> ad.AnnData:
-    """The configured data set, validated and log-normalised."""
+    """The configured data set, validated against its schema (raw counts stay raw)."""
     held_out = config.held_out or None
     if config.data == "synthetic":
         adata = {"single": lambda: make_perturbation_data(config.synthetic),
@@ -152,9 +158,9 @@ def load_dataset(config: OODConfig) -> ad.AnnData:
     missing = set(config.held_out_conditions) - set(adata.obs[config.spec.condition_key]
                                                      .astype(str))
     if missing:
-        raise ValueError(f"held_out_conditions {sorted(missing)} are not conditions of the "
-                         f"data (obs '{config.spec.condition_key}')")
-    return normalize_log1p(adata) if config.counts and config.design == "single" else adata
+        raise DataValidationError(f"held_out_conditions {sorted(missing)} are not conditions "
+                                  f"of the data (obs '{config.spec.condition_key}')")
+    return adata
 
 
 Predictions = dict[str, list[np.ndarray]]  # condition -> one (cells x genes) array per seed
@@ -232,8 +238,11 @@ def _predict_learned(model: str, split: HoldOut, config: OODConfig, encoding: Co
     predictions, runs = {}, {}
     for task, task_encoding, task_conditions, task_checkpoints in jobs:
         started = time.perf_counter()
+        trained_on = {"data": content_hash(task.train, [config.spec.context_key,
+                                                        config.spec.condition_key])}
         objective, result = _fit_family(family, model_config, train_config, task.train, config,
-                                        task_encoding, task_checkpoints, fingerprint)
+                                        task_encoding, task_checkpoints,
+                                        fingerprint | trained_on)
         seconds = time.perf_counter() - started
         for c in task_conditions:
             predictions[c] = family.predict(objective, result, task, config.spec,
@@ -326,9 +335,10 @@ def _mean_sd_table(metrics: pd.DataFrame, columns: list[str], order) -> pd.DataF
     return table.loc[[m for m in order if m in table.index]]
 
 
-def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def summarize(metrics: pd.DataFrame, missing: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
     """Penalty ranking and a markdown summary (mean ± sd per model); conditions held out of
-    training everywhere are left out of the ranking and get a table of their own."""
+    training everywhere are left out of the ranking and get a table of their own. `missing`:
+    contexts of a stopped run that have no rows (named at the top)."""
     held = (metrics["held_out_condition"].astype(bool) if "held_out_condition" in metrics
             else pd.Series(False, index=metrics.index))
     main = metrics[~held]
@@ -337,6 +347,8 @@ def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                    for m in ("edistance", "r2_top100")}
     parts = [
         "# OOD benchmark summary",
+        *([f"**Partial run**: contexts {list(missing)} are missing (see run.json)."]
+          if missing else []),
         f"{main['context'].nunique()} held-out contexts, {main['condition'].nunique()} "
         f"condition(s), {main['seed'].dropna().nunique()} seeds. Mean ± sd over contexts, "
         "conditions and seeds (references are deterministic: one row per context). Distances "
@@ -364,28 +376,96 @@ def summarize(metrics: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return ranking, "\n\n".join(parts) + "\n"
 
 
-def run(config: OODConfig, workdir: str | Path) -> OODResults:
-    """Run the benchmark and write its outputs into `workdir` (see the module docstring)."""
-    check_model_names(config.models)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_text(workdir / "config.json",
-               json.dumps(dataclasses.asdict(config), indent=2, default=str))
+def _batching(config: OODConfig) -> dict[str, Batching]:
+    """How each learned model of the run consumes its training pool."""
+    out = {}
+    for model in config.models:
+        if model in LEARNED:
+            train_config = _configured(LEARNED[model], config)[1]
+            out[model] = Batching(train_config.batch_size, train_config.validation_fraction,
+                                  LEARNED[model].per_condition)
+    return out
+
+
+def run_fingerprint(config: OODConfig, adata: ad.AnnData) -> dict:
+    """What a workdir's results depend on: the configuration (figures aside), each learned
+    model's resolved configuration and schedule, and the content of the data."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "figures"}
+    schedules = {}
+    for model in config.models:
+        if model in LEARNED:
+            model_config, train_config = _configured(LEARNED[model], config)
+            schedules[model] = {"model": dataclasses.asdict(model_config),
+                                "train": dataclasses.asdict(train_config)}
+    spec = config.spec
+    return {"config": settings, "schedules": schedules,
+            "data": content_hash(adata, [spec.context_key, spec.condition_key])}
+
+
+def check_run(config: OODConfig, workdir: Path) -> tuple[ad.AnnData, list[str]]:
+    """The validation pass: every problem of the settings (before the data loads), then of
+    the data, raised together as one `RunValidationError`. Returns the data, log-normalised,
+    and the contexts to hold out."""
+    problems = config_problems(config.seeds, config.epochs, config.n_top_genes,
+                               config.checkpoint_every, workdir)
+    try:
+        check_model_names(config.models)
+    except ValueError as error:
+        problems.append(str(error))
+    if problems:
+        raise RunValidationError("the run's settings", problems)
     adata = load_dataset(config)
     spec = config.spec
     contexts = list(config.held_out) or sorted(adata.obs[spec.context_key].astype(str).unique())
+    raw_counts = config.counts and config.design == "single"
+    problems = data_problems(adata, spec, contexts, config.held_out_conditions, raw_counts,
+                             _batching(config), source=config.data)
+    if problems:
+        raise RunValidationError(f"data '{config.data}'", problems)
+    return (normalize_log1p(adata) if raw_counts else adata), contexts
+
+
+OUTPUTS = ("config.json", RUN_FILE, "metrics.csv", "summary.md", "ranking.csv", "checkpoints",
+           "figures")
+
+
+def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODResults:
+    """Run the benchmark and write its outputs into `workdir` (see the module docstring).
+
+    Everything is checked before anything is written (`check_run`); a workdir holding another
+    run (other data, configuration or schedule) is refused unless `overwrite`. `run.json`
+    records progress: a run stopped midway leaves the rows of its completed contexts, marked
+    partial there and in `summary.md`."""
+    workdir = Path(workdir)
+    adata, contexts = check_run(config, workdir)
+    fingerprint = run_fingerprint(config, adata)
+    claim_workdir(workdir, fingerprint, OUTPUTS, overwrite)
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_text(workdir / "config.json",
+               json.dumps(dataclasses.asdict(config), indent=2, default=str))
+    spec = config.spec
     encoding = ConditionEncoding.from_adata(adata, spec)
-    rows = []
-    for i, context in enumerate(contexts):
-        log.info("held-out context %s (%d/%d)", context, i + 1, len(contexts))
-        split = hold_out(adata, spec, context)
-        if config.held_out_conditions:
-            unseen = split.train.obs[spec.condition_key].astype(str).isin(
-                config.held_out_conditions).to_numpy()
-            split = dataclasses.replace(split, train=split.train[~unseen].copy())
-        split = select_hvgs(split, config.n_top_genes)
-        rows += _evaluate_context(split, config, encoding, workdir)
-        write_csv(workdir / "metrics.csv", pd.DataFrame(rows))
+    rows, done = [], []
+    try:
+        for i, context in enumerate(contexts):
+            log.info("held-out context %s (%d/%d)", context, i + 1, len(contexts))
+            split = hold_out(adata, spec, context)
+            if config.held_out_conditions:
+                unseen = split.train.obs[spec.condition_key].astype(str).isin(
+                    config.held_out_conditions).to_numpy()
+                split = dataclasses.replace(split, train=split.train[~unseen].copy())
+            split = select_hvgs(split, config.n_top_genes)
+            rows += _evaluate_context(split, config, encoding, workdir)
+            done.append(context)
+            write_csv(workdir / "metrics.csv", pd.DataFrame(rows))
+            write_record(workdir, fingerprint, done, contexts[len(done):])
+    except BaseException as error:
+        write_record(workdir, fingerprint, done, contexts[len(done):],
+                     error=f"{type(error).__name__}: {error}")
+        if rows:
+            write_text(workdir / "summary.md",
+                       summarize(pd.DataFrame(rows), missing=contexts[len(done):])[1])
+        raise
     metrics = pd.DataFrame(rows)
     ranking, summary = summarize(metrics)
     write_text(workdir / "summary.md", summary)

@@ -37,6 +37,7 @@ from perturbjax import plots
 from perturbjax.data.bags import BagData
 from perturbjax.data.mixseq import MIXSEQ_SPEC
 from perturbjax.data.preprocess import normalize_log1p
+from perturbjax.errors import PerturbjaxError
 from perturbjax.files import markdown_table, write_csv, write_text
 from perturbjax.metrics.expression import mean_effect_scores, top_effect_genes
 from perturbjax.models import effect_references as refs
@@ -104,7 +105,7 @@ class PerturbXStudyConfig:
             raise ValueError("need at least 2 folds and one seed")
 
 
-class FoldCountError(ValueError):
+class FoldCountError(PerturbjaxError):
     """The folds asked for cannot each hold out a line of every status class."""
 
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import orbax.checkpoint as ocp
 
+from perturbjax.errors import PerturbjaxError
 
-class CheckpointMismatchError(RuntimeError):
+
+class CheckpointMismatchError(PerturbjaxError):
     """A checkpoint directory belongs to a run with a different configuration."""
 
 
@@ -50,19 +52,19 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def restore(self, epoch: int, template: Any) -> Any:
-        """The state saved after `epoch` epochs, with the structure and sharding of `template`."""
-        restored = self._manager.restore(
-            epoch,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(template),
-                fingerprint=ocp.args.JsonRestore(),
-            ),
-        )
-        if restored.fingerprint != self.fingerprint:
+        """The state saved after `epoch` epochs, with the structure and sharding of `template`.
+
+        The saved fingerprint is read and compared first, so a checkpoint of another run (other
+        shapes included) is refused by name, never by a failed restore."""
+        saved = self._manager.restore(
+            epoch, args=ocp.args.Composite(fingerprint=ocp.args.JsonRestore())).fingerprint
+        if saved != self.fingerprint:
             raise CheckpointMismatchError(
                 f"{self.directory}: checkpoint of epoch {epoch} was written by a different run "
-                f"(saved {restored.fingerprint}, now {self.fingerprint}); use a fresh workdir"
+                f"(saved {saved}, now {self.fingerprint}); use a fresh workdir"
             )
+        restored = self._manager.restore(
+            epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))
         return restored.state
 
     def close(self) -> None:

@@ -1,0 +1,84 @@
+"""A study's workdir is tied to what produced it: `run.json` holds the run's fingerprint and
+its progress.
+
+The fingerprint covers the configuration, each model's resolved schedule and a hash of the
+data's content. A rerun in the same workdir resumes only when its fingerprint is the same.
+Otherwise it is refused before any file there changes, with the fields that differ, unless
+`overwrite` removes the old outputs first. `run.json` also says whether the run completed,
+which contexts are done and which are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from perturbjax.errors import PerturbjaxError
+from perturbjax.files import write_text
+
+RUN_FILE = "run.json"
+
+
+class WorkdirMismatchError(PerturbjaxError):
+    """The workdir holds a run of other data, configuration or schedule."""
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items()
+                for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: tree}
+
+
+def _normalised(fingerprint: dict) -> dict:
+    return json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
+
+
+def differences(old: dict, new: dict, limit: int = 8) -> list[str]:
+    """`field: old -> new` for each leaf that differs, at most `limit` of them."""
+    before, after = _flat(old), _flat(new)
+    changed = [key for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    lines = [f"{key}: {before.get(key, '(absent)')} -> {after.get(key, '(absent)')}"
+             for key in changed[:limit]]
+    return lines + ([f"... and {len(changed) - limit} more"] if len(changed) > limit else [])
+
+
+def claim_workdir(workdir: Path, fingerprint: dict, outputs: Sequence[str],
+                  overwrite: bool = False) -> None:
+    """Make `workdir` this run's, or refuse: call before writing anything into it.
+
+    A workdir holding a run with another fingerprint (or outputs with no `run.json`) is
+    refused, naming what changed; with `overwrite`, its `outputs` (names inside it) are removed
+    first. Nothing is written here."""
+    if workdir.exists() and not workdir.is_dir():
+        raise WorkdirMismatchError(f"workdir {workdir} is a file; expected a folder")
+    present = [name for name in outputs if (workdir / name).exists()]
+    if not present:
+        return
+    record = workdir / RUN_FILE
+    saved = json.loads(record.read_text())["fingerprint"] if record.is_file() else None
+    if saved == _normalised(fingerprint):
+        return
+    if overwrite:
+        for name in present:
+            path = workdir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return
+    what = ("; ".join(differences(saved, _normalised(fingerprint))) if saved is not None
+            else f"it holds {present} but no {RUN_FILE} (written by an older version)")
+    raise WorkdirMismatchError(
+        f"workdir {workdir} holds another run ({what}); nothing was changed. Use a fresh "
+        "workdir, or overwrite=True (--overwrite) to replace it")
+
+
+def write_record(workdir: Path, fingerprint: dict, done: Sequence[str],
+                 missing: Sequence[str], error: str | None = None) -> None:
+    """`run.json`: the fingerprint and the progress (`complete`, or `partial` with the
+    contexts done and missing, and the error that stopped it, if any)."""
+    record = {"status": "partial" if missing or error else "complete",
+              "done": list(done), "missing": list(missing), "error": error,
+              "fingerprint": _normalised(fingerprint)}
+    write_text(workdir / RUN_FILE, json.dumps(record, indent=2) + "\n")

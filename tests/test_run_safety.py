@@ -1,0 +1,185 @@
+"""No silent wrong results from the OOD benchmark: runs tied to their data and settings,
+every input problem found before training and listed together, readable launcher errors,
+and nothing half-done on failure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturbjax.cli import parse_seeds
+from perturbjax.errors import PerturbjaxError, RunValidationError
+from perturbjax.studies import ood
+from perturbjax.studies.run_record import RUN_FILE, WorkdirMismatchError
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER = ROOT / "experiments" / "ood_benchmark.py"
+
+
+@pytest.fixture()
+def h5ad(tiny_adata, tmp_path):
+    """Write a (modified) copy of the tiny data set; returns its path."""
+
+    def write(name: str = "a.h5ad", keep=None, change=None) -> Path:
+        adata = tiny_adata.copy() if keep is None else tiny_adata[keep].copy()
+        del adata.uns["truth"]
+        if change is not None:
+            change(adata)
+        path = tmp_path / name
+        adata.write_h5ad(path)
+        return path
+
+    return write
+
+
+def _config(path: Path, **overrides) -> ood.OODConfig:
+    settings = {"data": str(path), "held_out": ("type_0",), "models": ("mtae", "control"),
+                "seeds": (1,), "epochs": 2, "checkpoint_every": 1, "figures": False}
+    return ood.OODConfig(**(settings | overrides))
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_rerun_on_changed_data_of_the_same_shape_is_refused_before_any_file_changes(
+        h5ad, tmp_path):
+    first, second = h5ad("a.h5ad"), h5ad("b.h5ad", change=lambda a: a.X.__setitem__(
+        (slice(None), 0), 0.0))
+    workdir = tmp_path / "run"
+    ood.run(_config(first), workdir)
+    before = _snapshot(workdir)
+    with pytest.raises(WorkdirMismatchError, match=r"data: \w+ -> \w+.*nothing was changed"):
+        ood.run(_config(second), workdir)
+    assert _snapshot(workdir) == before
+    ood.run(_config(second), workdir, overwrite=True)  # replaced on request
+    assert json.loads((workdir / RUN_FILE).read_text())["status"] == "complete"
+
+
+def test_other_epochs_on_a_finished_workdir_are_refused_and_config_json_kept(h5ad, tmp_path):
+    path, workdir = h5ad(), tmp_path / "run"
+    ood.run(_config(path), workdir)
+    config_json = (workdir / "config.json").read_text()
+    with pytest.raises(WorkdirMismatchError, match="config.epochs: 2 -> 3"):
+        ood.run(_config(path, epochs=3), workdir)
+    assert (workdir / "config.json").read_text() == config_json
+    # the same run again resumes from its checkpoints and agrees with itself
+    again = ood.run(_config(path), workdir)
+    assert (again.metrics["epochs_run"].dropna() == 2).all()
+
+
+def test_a_training_pool_without_perturbed_cells_is_refused(h5ad, tiny_adata):
+    only_type_0 = h5ad(keep=(tiny_adata.obs["cell_type"] == "type_0").to_numpy())
+    with pytest.raises(RunValidationError, match="training pool has no cell of condition "
+                                                 "'stimulated'"):
+        ood.run(_config(only_type_0), only_type_0.parent / "run")
+    assert not (only_type_0.parent / "run").exists()
+
+
+def test_counts_that_are_not_integers_are_refused(h5ad, tmp_path):
+    with pytest.raises(RunValidationError, match=r"counts=True .* not non-negative integers"):
+        ood.run(_config(h5ad(), counts=True), tmp_path / "run")
+
+
+def test_every_problem_is_listed_in_one_message_before_any_training(h5ad, tiny_adata,
+                                                                    tmp_path):
+    obs = tiny_adata.obs
+    keep = ~((obs["cell_type"] == "type_1") & (obs["condition"] == "stimulated")).to_numpy()
+    keep &= ~((obs["cell_type"] == "type_2") & (obs["condition"] == "control")).to_numpy()
+    keep[np.flatnonzero(((obs["cell_type"] == "type_2") & (obs["condition"] == "control"))
+                        .to_numpy())[0]] = True  # type_2 keeps one control cell
+    path = h5ad(keep=keep)
+    config = _config(path, held_out=(), counts=True)  # every context held out
+    with pytest.raises(RunValidationError) as caught:
+        ood.run(config, tmp_path / "run")
+    problems = caught.value.problems
+    assert len(problems) == 3, problems
+    assert "not non-negative integers" in problems[0]
+    assert "'type_1'" in problems[1] and "no perturbed cells" in problems[1]
+    assert "'type_2'" in problems[2] and "1 control cell(s)" in problems[2]
+    assert str(caught.value).count("\n  - ") == 3
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_training_pool_smaller_than_one_batch_is_refused(h5ad, tiny_adata, tmp_path):
+    rows = np.concatenate([np.flatnonzero(((tiny_adata.obs["cell_type"] == t)
+                                           & (tiny_adata.obs["condition"] == c)).to_numpy())[:3]
+                           for t in ("type_0", "type_1") for c in ("control", "stimulated")])
+    keep = np.zeros(tiny_adata.n_obs, bool)
+    keep[rows] = True
+    with pytest.raises(RunValidationError, match=r"model 'mtae' would train on \d+ cells "
+                                                 r"after its validation split, fewer than one "
+                                                 r"batch"):
+        ood.run(_config(h5ad(keep=keep)), tmp_path / "run")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"seeds": (1, 1)}, r"seeds: \[1\] given more than once"),
+    ({"seeds": ()}, "seeds: none given"),
+    ({"n_top_genes": 0}, "n_top_genes: 0"),
+    ({"epochs": 0}, "epochs: 0"),
+])
+def test_bad_settings_are_refused_before_the_data_is_read(overrides, message, tmp_path):
+    config = _config(tmp_path / "absent.h5ad", **overrides)
+    with pytest.raises(RunValidationError, match=message):
+        ood.run(config, tmp_path / "run")
+
+
+def test_a_workdir_that_is_a_file_is_refused(h5ad, tmp_path):
+    (tmp_path / "run").write_text("not a folder")
+    with pytest.raises(RunValidationError, match="is a file; expected a folder"):
+        ood.run(_config(h5ad()), tmp_path / "run")
+
+
+def test_a_run_stopped_midway_keeps_its_done_contexts_marked_partial(h5ad, tmp_path,
+                                                                    monkeypatch):
+    evaluate = ood._evaluate_context
+
+    def fails_on_type_1(split, *args):
+        if split.context == "type_1":
+            raise KeyboardInterrupt
+        return evaluate(split, *args)
+
+    monkeypatch.setattr(ood, "_evaluate_context", fails_on_type_1)
+    workdir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        ood.run(_config(h5ad(), held_out=("type_0", "type_1", "type_2")), workdir)
+    record = json.loads((workdir / RUN_FILE).read_text())
+    assert (record["status"], record["done"], record["missing"]) == (
+        "partial", ["type_0"], ["type_1", "type_2"])
+    assert set(pd.read_csv(workdir / "metrics.csv")["context"]) == {"type_0"}
+    assert "contexts ['type_1', 'type_2'] are missing" in (workdir / "summary.md").read_text()
+
+
+def test_seed_flags_must_be_distinct_integers():
+    assert parse_seeds(["3", "1"]) == (3, 1)
+    for values, message in (([], "no seed given"), (["abc"], "'abc' is not an integer"),
+                            (["1", "1"], r"\[1\] given more than once")):
+        with pytest.raises(PerturbjaxError, match=message):
+            parse_seeds(values)
+
+
+def _launch(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(LAUNCHER), *args], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+
+
+def test_the_launcher_prints_input_errors_in_a_line_and_exits_2(h5ad, tiny_adata, tmp_path):
+    two_cells = h5ad(keep=~((tiny_adata.obs["cell_type"] == "type_0").to_numpy())
+                     | (np.arange(tiny_adata.n_obs) % 40 == 0))  # type_0: 1 control, 1 stim.
+    out = _launch("--data", str(two_cells), "--held_out", "type_0", "--seeds", "1",
+                  "--workdir", str(tmp_path / "run"))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert "ood_benchmark.py: error: data" in out.stderr
+    assert "'type_0'" in out.stderr and "1 control cell(s)" in out.stderr
+    verbose = _launch("--seeds", "abc", "--verbose", "--workdir", str(tmp_path / "run"))
+    assert verbose.returncode != 0 and "Traceback" in verbose.stderr
+    assert "'abc' is not an integer seed" in verbose.stderr
