@@ -158,6 +158,19 @@ def test_a_run_stopped_midway_keeps_its_done_contexts_marked_partial(h5ad, tmp_p
     assert "contexts ['type_1', 'type_2'] are missing" in (workdir / "summary.md").read_text()
 
 
+def test_a_run_killed_in_its_first_context_resumes_on_the_same_command(h5ad, tmp_path,
+                                                                       monkeypatch):
+    path, workdir = h5ad(), tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(ood, "_evaluate_context", lambda *args: (_ for _ in ()).throw(
+            KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            ood.run(_config(path), workdir)
+    assert json.loads((workdir / RUN_FILE).read_text())["missing"] == ["type_0"]
+    ood.run(_config(path), workdir)  # not refused: the record says it is the same run
+    assert json.loads((workdir / RUN_FILE).read_text())["status"] == "complete"
+
+
 def test_seed_flags_must_be_distinct_integers():
     assert parse_seeds(["3", "1"]) == (3, 1)
     for values, message in (([], "no seed given"), (["abc"], "'abc' is not an integer"),

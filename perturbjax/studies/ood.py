@@ -443,6 +443,7 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
     workdir.mkdir(parents=True, exist_ok=True)
     write_text(workdir / "config.json",
                json.dumps(dataclasses.asdict(config), indent=2, default=str))
+    write_record(workdir, fingerprint, [], contexts)
     spec = config.spec
     encoding = ConditionEncoding.from_adata(adata, spec)
     rows, done = [], []
