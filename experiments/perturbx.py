@@ -102,13 +102,13 @@ def _load():
 def main(argv: list[str]) -> None:
     del argv
     logging.getLogger("perturbjax").setLevel(logging.INFO)
-    cells, programme = _load()
     config = PerturbXStudyConfig(
         model=PerturbXConfig(n_select=FLAGS.n_select, pooling=FLAGS.pooling,
                              target=FLAGS.target, bag_size=FLAGS.bag_size),
         n_folds=FLAGS.folds, fold_seed=FLAGS.seed, seeds=parse_seeds(FLAGS.seeds, "seeds"),
         epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-        shapley_permutations=FLAGS.shapley_permutations)
+        shapley_permutations=FLAGS.shapley_permutations)  # checked before the data loads
+    cells, programme = _load()
     try:
         run(cells, config, FLAGS.workdir, programme)
     except FoldCountError as error:

@@ -39,6 +39,10 @@ flags.DEFINE_string("workdir", "runs/signatures", "Output folder.")
 def main(argv: list[str]) -> None:
     del argv
     logging.getLogger("perturbjax").setLevel(logging.INFO)
+    config = SignatureStudyConfig(
+        experiments=tuple(FLAGS.experiments), n_genes=FLAGS.n_genes, cv=FLAGS.cv,
+        lasso_alphas=FLAGS.lasso_alphas, bootstrap=FLAGS.bootstrap,
+        stability=FLAGS.stability, seed=FLAGS.seed)  # checked before the data loads
     if (FLAGS.expression is None) != (FLAGS.exposures is None):
         raise app.UsageError("--expression and --exposures go together")
     if FLAGS.expression:
@@ -49,10 +53,6 @@ def main(argv: list[str]) -> None:
             raise app.UsageError("no real data folder: pass --data_dir or set PERTURBJAX_DATA")
         adata = make_exposure_data(data_dir, ExposureSimConfig(n_cells=FLAGS.n_cells,
                                                                seed=FLAGS.seed))
-    config = SignatureStudyConfig(
-        experiments=tuple(FLAGS.experiments), n_genes=FLAGS.n_genes, cv=FLAGS.cv,
-        lasso_alphas=FLAGS.lasso_alphas, bootstrap=FLAGS.bootstrap,
-        stability=FLAGS.stability, seed=FLAGS.seed)
     results = run(adata, config, FLAGS.workdir)
     print(results.summary)
     print(f"outputs in {FLAGS.workdir}: metrics.csv, genes.csv, stability.csv, summary.md, "

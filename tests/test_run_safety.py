@@ -1,6 +1,6 @@
-"""No silent wrong results from the OOD benchmark: runs tied to their data and settings,
-every input problem found before training and listed together, readable launcher errors,
-and nothing half-done on failure."""
+"""No silent wrong results: OOD runs tied to their data and settings, every input problem
+found before training and listed together (every study's settings too), readable launcher
+errors, and nothing half-done on failure."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ import pytest
 from perturbjax.cli import parse_seeds
 from perturbjax.errors import PerturbjaxError, RunValidationError
 from perturbjax.studies import ood
+from perturbjax.studies.drug_response import DrugStudyConfig
+from perturbjax.studies.perturbx import PerturbXStudyConfig
 from perturbjax.studies.run_record import RUN_FILE, WorkdirMismatchError
+from perturbjax.studies.signatures import SignatureStudyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = ROOT / "experiments" / "ood_benchmark.py"
@@ -169,6 +172,17 @@ def test_a_run_killed_in_its_first_context_resumes_on_the_same_command(h5ad, tmp
     assert json.loads((workdir / RUN_FILE).read_text())["missing"] == ["type_0"]
     ood.run(_config(path), workdir)  # not refused: the record says it is the same run
     assert json.loads((workdir / RUN_FILE).read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize("make, count", [
+    (lambda: SignatureStudyConfig(cv=1, n_genes=0, experiments=("nope",)), 3),
+    (lambda: PerturbXStudyConfig(epochs=0, seeds=(1, 1)), 2),
+    (lambda: DrugStudyConfig(folds=1, final_seeds=(), grid="nope"), 3),
+])
+def test_study_configurations_list_every_bad_setting_at_once(make, count):
+    with pytest.raises(RunValidationError) as caught:
+        make()
+    assert len(caught.value.problems) == count, caught.value.problems
 
 
 def test_seed_flags_must_be_distinct_integers():

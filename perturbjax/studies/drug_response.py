@@ -59,6 +59,7 @@ from perturbjax.drug.gpds import (
     score_cells,
     top_gene_sets,
 )
+from perturbjax.errors import RunValidationError
 from perturbjax.files import markdown_table, write_csv, write_text
 from perturbjax.linear import RidgeCV
 from perturbjax.models.mlp_regressor import MLPRegressor
@@ -108,14 +109,25 @@ class DrugStudyConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
+        problems = []
         if self.features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}, got '{self.features}'")
+            problems.append(f"features: '{self.features}'; expected one of {list(FEATURES)}")
         if self.grid not in GRIDS:
-            raise ValueError(f"grid must be one of {sorted(GRIDS)}, got '{self.grid}'")
-        if self.folds < 2 or self.repeats < 1 or not 0 < self.inner_validation < 1:
-            raise ValueError("need folds >= 2, repeats >= 1 and inner_validation in (0, 1)")
-        if not self.seeds or not self.final_seeds:
-            raise ValueError("seeds and final_seeds must be non-empty")
+            problems.append(f"grid: '{self.grid}'; expected one of {sorted(GRIDS)}")
+        if self.folds < 2:
+            problems.append(f"folds: {self.folds}; expected at least 2 outer folds")
+        if self.repeats < 1 or self.permutations < 1:
+            problems.append(f"repeats, permutations: {self.repeats}, {self.permutations}; "
+                            "expected positive numbers")
+        if not 0 < self.inner_validation < 1:
+            problems.append(f"inner_validation: {self.inner_validation}; expected a fraction "
+                            "in (0, 1)")
+        for name in ("seeds", "final_seeds"):
+            seeds = getattr(self, name)
+            if not seeds or len(set(seeds)) < len(seeds):
+                problems.append(f"{name}: {list(seeds)}; expected at least one, all distinct")
+        if problems:
+            raise RunValidationError("DrugStudyConfig", problems)
 
 
 def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

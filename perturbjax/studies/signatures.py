@@ -28,6 +28,7 @@ from sklearn.metrics import silhouette_score
 
 from perturbjax import plots
 from perturbjax.data.preprocess import log_cpm
+from perturbjax.errors import RunValidationError
 from perturbjax.files import markdown_table, write_csv, write_text
 from perturbjax.linear import MultiTaskLasso, MultiTaskLassoCV, RidgeCV, ridge_fit
 from perturbjax.linear.base import r2_per_target
@@ -60,9 +61,18 @@ class SignatureStudyConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        problems = []
         unknown = set(self.experiments) - set(EXPERIMENTS)
         if unknown:
-            raise ValueError(f"unknown experiments {sorted(unknown)}; choose from {EXPERIMENTS}")
+            problems.append(f"experiments: unknown {sorted(unknown)}; choose from "
+                            f"{list(EXPERIMENTS)}")
+        if self.cv < 2:
+            problems.append(f"cv: {self.cv}; expected at least 2 folds")
+        for name in ("n_genes", "lasso_alphas", "bootstrap", "stability", "top_k"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: {getattr(self, name)}; expected a positive number")
+        if problems:
+            raise RunValidationError("SignatureStudyConfig", problems)
 
 
 def standardiser(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
