@@ -14,7 +14,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from perturbjax.errors import PerturbjaxError
+from perturbjax.errors import PerturbjaxError, seed_problem
 
 flags.DEFINE_bool("verbose", False, "Show the traceback of an input error too.")
 USAGE_ERROR = 2
@@ -22,8 +22,6 @@ USAGE_ERROR = 2
 
 def parse_seeds(values: Sequence[str], flag: str = "seeds") -> tuple[int, ...]:
     """The distinct integers of a comma-separated seed flag, or an error naming the flag."""
-    if not values:
-        raise PerturbjaxError(f"--{flag}: no seed given (expected e.g. --{flag}=1,2,3)")
     seeds = []
     for value in values:
         try:
@@ -31,10 +29,9 @@ def parse_seeds(values: Sequence[str], flag: str = "seeds") -> tuple[int, ...]:
         except ValueError:
             raise PerturbjaxError(f"--{flag}: '{value}' is not an integer seed "
                                   f"(expected e.g. --{flag}=1,2,3)") from None
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        raise PerturbjaxError(f"--{flag}: {repeated} given more than once; a repeated seed "
-                              "trains an identical member")
+    problem = seed_problem(f"--{flag}", seeds)
+    if problem:
+        raise PerturbjaxError(problem)
     return tuple(seeds)
 
 

@@ -14,6 +14,17 @@ class PerturbjaxError(ValueError):
     """A problem with the user's input, stated so that a person can fix it."""
 
 
+def seed_problem(name: str, seeds: Sequence[int]) -> str | None:
+    """What is wrong with a list of seeds (none, or one repeated), or None."""
+    if not seeds:
+        return f"{name}: none given; expected at least one integer seed"
+    repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if repeated:
+        return (f"{name}: {repeated} given more than once; a repeated seed trains an "
+                "identical member, so seeds must be distinct")
+    return None
+
+
 class RunValidationError(PerturbjaxError):
     """Every problem found before a run starts, listed together."""
 

@@ -187,7 +187,7 @@ def test_study_configurations_list_every_bad_setting_at_once(make, count):
 
 def test_seed_flags_must_be_distinct_integers():
     assert parse_seeds(["3", "1"]) == (3, 1)
-    for values, message in (([], "no seed given"), (["abc"], "'abc' is not an integer"),
+    for values, message in (([], "--seeds: none given"), (["abc"], "'abc' is not an integer"),
                             (["1", "1"], r"\[1\] given more than once")):
         with pytest.raises(PerturbjaxError, match=message):
             parse_seeds(values)

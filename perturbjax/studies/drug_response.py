@@ -59,7 +59,7 @@ from perturbjax.drug.gpds import (
     score_cells,
     top_gene_sets,
 )
-from perturbjax.errors import RunValidationError
+from perturbjax.errors import RunValidationError, seed_problem
 from perturbjax.files import markdown_table, write_csv, write_text
 from perturbjax.linear import RidgeCV
 from perturbjax.models.mlp_regressor import MLPRegressor
@@ -122,10 +122,8 @@ class DrugStudyConfig:
         if not 0 < self.inner_validation < 1:
             problems.append(f"inner_validation: {self.inner_validation}; expected a fraction "
                             "in (0, 1)")
-        for name in ("seeds", "final_seeds"):
-            seeds = getattr(self, name)
-            if not seeds or len(set(seeds)) < len(seeds):
-                problems.append(f"{name}: {list(seeds)}; expected at least one, all distinct")
+        problems += [p for p in (seed_problem(n, getattr(self, n))
+                                 for n in ("seeds", "final_seeds")) if p]
         if problems:
             raise RunValidationError("DrugStudyConfig", problems)
 

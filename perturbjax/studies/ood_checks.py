@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from perturbjax.data.schema import PerturbationSpec
 from perturbjax.data.splits import stratified_validation_mask
+from perturbjax.errors import seed_problem
 
 MIN_GROUP = 2  # scanpy's DEG tests need at least two cells in each group they compare
 
@@ -37,13 +38,7 @@ class Batching:
 def config_problems(seeds: Sequence[int], epochs: int | None, n_top_genes: int | None,
                     checkpoint_every: int, workdir: Path) -> list[str]:
     """Problems with the run's settings alone."""
-    problems = []
-    if not seeds:
-        problems.append("seeds: none given; expected at least one integer seed")
-    repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
-    if repeated:
-        problems.append(f"seeds: {repeated} given more than once; a repeated seed trains an "
-                        "identical member, so seeds must be distinct")
+    problems = [p for p in [seed_problem("seeds", seeds)] if p]
     if epochs is not None and epochs < 1:
         problems.append(f"epochs: {epochs}; expected a positive number of epochs")
     if n_top_genes is not None and n_top_genes < 1:

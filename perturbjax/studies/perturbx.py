@@ -37,7 +37,7 @@ from perturbjax import plots
 from perturbjax.data.bags import BagData
 from perturbjax.data.mixseq import MIXSEQ_SPEC
 from perturbjax.data.preprocess import normalize_log1p
-from perturbjax.errors import PerturbjaxError, RunValidationError
+from perturbjax.errors import PerturbjaxError, RunValidationError, seed_problem
 from perturbjax.files import markdown_table, write_csv, write_text
 from perturbjax.metrics.expression import mean_effect_scores, top_effect_genes
 from perturbjax.models import effect_references as refs
@@ -104,8 +104,7 @@ class PerturbXStudyConfig:
                             "'uniform'")
         if self.n_folds is not None and self.n_folds < 2:
             problems.append(f"n_folds: {self.n_folds}; expected at least 2 folds")
-        if not self.seeds or len(set(self.seeds)) < len(self.seeds):
-            problems.append(f"seeds: {list(self.seeds)}; expected at least one, all distinct")
+        problems += [p for p in [seed_problem("seeds", self.seeds)] if p]
         for name in ("epochs", "batch_size", "shapley_permutations", "n_top_degs"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: {getattr(self, name)}; expected a positive number")
