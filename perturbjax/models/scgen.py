@@ -1,10 +1,12 @@
 """scGen (Lotfollahi et al. 2019): a VAE of expression and latent vector arithmetic.
 
-The network is the published package's (`scgen` 2.x on scvi-tools): an encoder of
-`n_layers` blocks of `n_hidden` units (Dense, BatchNorm, LeakyReLU, dropout) to Gaussian
-mean / variance heads (variance = exp(head) + 1e-4), and a decoder of `n_layers - 1` such
-blocks plus an output block of the same kind (scvi-tools' `FCLayers`). Loss per cell:
-0.5 x squared error summed over genes + 0.5 x kl_weight x KL.
+The network is the published package's (`scgen` 2.1.0 on scvi-tools 0.19): an encoder of
+`n_layers` blocks of `n_hidden` units (Dense, BatchNorm, LeakyReLU, dropout; scvi-tools'
+`FCLayers`) to Gaussian mean / variance heads (variance = exp(head) + 1e-4), and a decoder of
+`n_layers` such blocks followed by a plain Dense layer to the genes (`DecoderSCGEN`), with
+scvi-tools' initialisation and BatchNorm constants (`SCVI_TOOLS`). Loss per cell: 0.5 x squared
+error summed over genes + 0.5 x kl_weight x KL, averaged over the batch. The layer-by-layer
+audit against the published code is in docs/ports.md.
 
 Prediction: delta = mean latent of the perturbed cells - mean latent of the control cells over
 the training pool, each mean taken over cell types equally (scGen's balancing), and the
@@ -25,6 +27,7 @@ from perturbjax.data.schema import PerturbationSpec
 from perturbjax.data.splits import HoldOut
 from perturbjax.models.fitting import ConditionEncoding
 from perturbjax.models.latent_arithmetic import balanced_mean, member_decode, member_latents
+from perturbjax.nn.conventions import SCVI_TOOLS
 from perturbjax.nn.layers import Decoder, Encoder
 from perturbjax.train.loop import FitResult, TrainConfig
 from perturbjax.train.objective import Batch, Objective, PyTree
@@ -55,9 +58,9 @@ class ScGenVAE(nn.Module):
     def setup(self) -> None:
         c = self.config
         self.encoder = Encoder((c.n_hidden,) * c.n_layers, c.latent, batch_norm=True,
-                               dropout=c.dropout, variational=True)
-        self.decoder = Decoder((c.n_hidden,) * (c.n_layers - 1), self.n_genes, batch_norm=True,
-                               dropout=c.dropout, film_mode=None, output_block=True)
+                               dropout=c.dropout, variational=True, convention=SCVI_TOOLS)
+        self.decoder = Decoder((c.n_hidden,) * c.n_layers, self.n_genes, batch_norm=True,
+                               dropout=c.dropout, film_mode=None, convention=SCVI_TOOLS)
 
     def encode(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
         """(mean, variance) of the latent Gaussian."""

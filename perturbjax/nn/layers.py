@@ -1,8 +1,9 @@
 """Layers shared by every model: FiLM conditioning, a dense block, MLP encoders/decoders and a
 discriminator.
 
-All Dense kernels use Xavier-uniform initialisation (the seed code's choice). BatchNorm follows
-PyTorch's defaults (momentum 0.1 there, 0.9 here in Flax's convention; epsilon 1e-5).
+Every layer takes a `Convention` (`perturbjax.nn.conventions`): the initialisation and BatchNorm
+constants of the code its model is ported from. The default is the multi-task models' source
+code: Xavier-uniform weights, PyTorch's BatchNorm defaults.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-XAVIER = nn.initializers.xavier_uniform()
+from perturbjax.nn.conventions import PYTORCH_XAVIER, Convention
+
 FILM_MODES = ("thesis", "affine")
 
 
@@ -32,15 +34,17 @@ class FiLM(nn.Module):
 
     mode: str = "affine"
     embedding: int = 0
+    convention: Convention = PYTORCH_XAVIER
 
     @nn.compact
     def __call__(self, h: jax.Array, c: jax.Array) -> jax.Array:
         if self.mode not in FILM_MODES:
             raise ValueError(f"FiLM mode must be one of {FILM_MODES}, got '{self.mode}'")
+        dense = self.convention.dense
         if self.embedding:
-            c = leaky_relu(nn.Dense(self.embedding, kernel_init=XAVIER, name="embed")(c))
-        gamma = nn.Dense(h.shape[-1], kernel_init=XAVIER, name="gamma")(c)
-        beta = nn.Dense(h.shape[-1], kernel_init=XAVIER, name="beta")(c)
+            c = leaky_relu(dense(self.embedding, c.shape[-1], name="embed")(c))
+        gamma = dense(h.shape[-1], c.shape[-1], name="gamma")(c)
+        beta = dense(h.shape[-1], c.shape[-1], name="beta")(c)
         if self.mode == "thesis":
             gamma, beta = leaky_relu(gamma), leaky_relu(beta)
         else:
@@ -62,12 +66,13 @@ class DenseBlock(nn.Module):
     film: FiLM | None = None
     layer_norm: bool = False
     activation: Callable[[jax.Array], jax.Array] = leaky_relu
+    convention: Convention = PYTORCH_XAVIER
 
     @nn.compact
     def __call__(self, x: jax.Array, c: jax.Array | None = None, *, train: bool) -> jax.Array:
-        h = nn.Dense(self.features, use_bias=not self.batch_norm, kernel_init=XAVIER)(x)
+        h = self.convention.dense(self.features, x.shape[-1], use_bias=not self.batch_norm)(x)
         if self.batch_norm:
-            h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(h)
+            h = self.convention.batch_norm(train=train)(h)
         if self.layer_norm:
             h = nn.LayerNorm(epsilon=1e-5)(h)
         if self.film is not None:
@@ -92,26 +97,27 @@ class Encoder(nn.Module):
     input_dropout: float = 0.0
     latent_activation: bool = False
     variational: bool = False
+    convention: Convention = PYTORCH_XAVIER
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array | tuple[jax.Array, jax.Array]:
         if self.input_dropout:
             x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
         for width in self.hidden:
-            x = DenseBlock(width, self.batch_norm, self.dropout)(x, train=train)
+            x = DenseBlock(width, self.batch_norm, self.dropout,
+                           convention=self.convention)(x, train=train)
         activation = leaky_relu if self.latent_activation else (lambda v: v)
-        z = activation(nn.Dense(self.latent, kernel_init=XAVIER)(x))
+        z = activation(self.convention.dense(self.latent, x.shape[-1])(x))
         if not self.variational:
             return z
-        return z, activation(nn.Dense(self.latent, kernel_init=XAVIER, name="log_variance")(x))
+        log_variance = self.convention.dense(self.latent, x.shape[-1], name="log_variance")(x)
+        return z, activation(log_variance)
 
 
 class Decoder(nn.Module):
     """DenseBlocks(hidden), each FiLM-modulated by c when `film_mode` is set, -> Dense(out).
 
     One FiLM generator per modulated layer, placed after BatchNorm and before the activation.
-    `output_block`: the output layer is itself a DenseBlock (BatchNorm, LeakyReLU, dropout),
-    as in scvi-tools' `FCLayers`, the decoder of the published scGen.
     """
 
     hidden: Sequence[int]
@@ -121,44 +127,41 @@ class Decoder(nn.Module):
     film_mode: str | None = "affine"
     film_embedding: int = 0
     output_activation: bool = False
-    output_block: bool = False
+    convention: Convention = PYTORCH_XAVIER
 
     @nn.compact
     def __call__(self, z: jax.Array, c: jax.Array | None = None, *, train: bool) -> jax.Array:
         for width in self.hidden:
-            film = (FiLM(self.film_mode, self.film_embedding)
+            film = (FiLM(self.film_mode, self.film_embedding, self.convention)
                     if self.film_mode is not None else None)
-            z = DenseBlock(width, self.batch_norm, self.dropout, film)(z, c, train=train)
-        if self.output_block:
-            return DenseBlock(self.out, self.batch_norm, self.dropout)(z, train=train)
-        x = nn.Dense(self.out, kernel_init=XAVIER)(z)
+            z = DenseBlock(width, self.batch_norm, self.dropout, film,
+                           convention=self.convention)(z, c, train=train)
+        x = self.convention.dense(self.out, z.shape[-1])(z)
         return leaky_relu(x) if self.output_activation else x
 
 
 class Discriminator(nn.Module):
-    """Spectral-norm Dense(hidden) -> LeakyReLU -> Dropout, then Dense(1): one logit per row.
+    """Spectral-norm Dense(hidden) -> activation -> Dropout, then Dense(1): one logit (or
+    critic value) per row.
 
     Spectral normalisation bounds the critic's Lipschitz constant, which keeps the adversarial
     game stable; its power-iteration vector lives in the `batch_stats` collection.
-    `n_classes` > 0 adds an auxiliary head (AC-GAN) and returns (logit, class logits).
     """
 
     hidden: Sequence[int] = (32,)
     dropout: float = 0.1
-    n_classes: int = 0
+    convention: Convention = PYTORCH_XAVIER
+    activation: Callable[[jax.Array], jax.Array] = leaky_relu
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool
-                 ) -> jax.Array | tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        dense = self.convention.dense
         for width in self.hidden:
-            x = nn.SpectralNorm(nn.Dense(width, kernel_init=XAVIER))(x, update_stats=train)
-            x = leaky_relu(x)
+            x = nn.SpectralNorm(dense(width, x.shape[-1]))(x, update_stats=train)
+            x = self.activation(x)
             if self.dropout:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        logit = nn.Dense(1, kernel_init=XAVIER)(x)[..., 0]
-        if not self.n_classes:
-            return logit
-        return logit, nn.Dense(self.n_classes, kernel_init=XAVIER, name="classes")(x)
+        return dense(1, x.shape[-1])(x)[..., 0]
 
 
 def one_hot(codes: jax.Array, n: int) -> jax.Array:
