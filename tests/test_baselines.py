@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pandas as pd
 import pytest
 
@@ -15,6 +18,7 @@ from perturbjax.models import BASELINES, LEARNED, scbutterfly, scgen, scpregan, 
 from perturbjax.models.fitting import ConditionEncoding, fit_on_anndata
 from perturbjax.models.latent_arithmetic import balanced_mean, group_means
 from perturbjax.studies.ood import OODConfig, available_models, run
+from perturbjax.train import make_optimizer
 
 SMALL_VAE = scgen.ScGenConfig(n_hidden=128, latent=16)
 
@@ -81,18 +85,30 @@ def test_published_hyper_parameters_are_the_default_configurations():
                                                                       (256, 512))
     assert (gan.adversarial_weight, gan.reconstruction_weight, gan.consistency_weight) == (
         1e-3, 1.0, 0.1)
-    assert gan_train.adam_betas == (0.5, 0.9) and gan_train.batch_size == 64
-    assert gan.encoder_learning_rate_scale * gan_train.learning_rates[0] == pytest.approx(1e-4)
+    # scPreGAN `Model.train` defaults: batch 64 per domain, 5 critic steps per iteration,
+    # gradient penalty k = 2, p = 6; Adam 1e-3 (0.5, 0.9) for G and D, 1e-4 for E; lr x 0.9
+    # every 10,000 iterations.
+    assert gan_train.adam_betas == (0.5, 0.9) and gan_train.learning_rates == (1e-3,)
+    assert (gan.critic_steps, gan_train.batch_size) == (5, 6 * 64)
+    assert (gan.gradient_penalty_weight, gan.gradient_penalty_power) == (2.0, 6.0)
+    assert (gan.encoder_learning_rate, gan.decay_every, gan.decay_factor) == (1e-4, 10_000, 0.9)
+    # scButterfly's perturbation tutorial: encoders [G, 256, 128] and [G, 128, 128], dropout
+    # 0.1, input noise 0.5, KL 20 / G per modality warmed up over 50 epochs; Model.train:
+    # 100 + 100 pre-training and 200 translator epochs, batch 64, SGD 5e-3 discriminators.
     butterfly, butterfly_train = scbutterfly.CONFIGS["default"]
     assert (butterfly.control_hidden, butterfly.perturbed_hidden, butterfly.latent) == (
         (256,), (128,), 128)
-    assert (butterfly.pretrain_epochs, butterfly_train.epochs) == (100, 300)
+    assert (butterfly.dropout, butterfly.input_noise, butterfly.kl_scale,
+            butterfly.kl_warmup_epochs) == (0.1, 0.5, 20.0, 50)
+    assert (butterfly.pretrain_epochs, butterfly_train.epochs, butterfly_train.batch_size,
+            butterfly.discriminator_learning_rate) == (100, 400, 64, 5e-3)
 
 
 def test_single_perturbation_baselines_are_trained_per_condition_and_vidr_multi_needs_doses():
     assert {n for n, f in BASELINES.items() if f.per_condition} == {
         "scgen", "scvidr", "scpregan", "scbutterfly"}
     assert LEARNED["scbutterfly"].pairing == "ot"
+    assert LEARNED["scpregan"].pairing == "unpaired"
     assert "scvidr_multi" not in available_models("single")
     assert "scvidr_multi" in available_models("multidose")
 
@@ -149,11 +165,12 @@ def test_vidr_multi_recovers_the_dose_curve_at_doses_it_did_not_fit():
 
 
 def test_the_adversarial_baselines_train_predict_and_are_ranked_in_the_benchmark(tmp_path):
-    # scGen and scVIDR go through the same path in the multi-dose test below.
+    # scGen and scVIDR go through the same path in the multi-dose test below. scPreGAN's
+    # iteration takes 6 x 64 rows, so each domain needs that many training cells.
     config = OODConfig(models=("scpregan", "scbutterfly", "mean_shift"),
                        held_out=("type_0",), seeds=(1, 2), epochs=3, checkpoint_every=0,
-                       figures=False, synthetic=SyntheticConfig(n_types=3, n_genes=120,
-                                                                cells_per_group=64))
+                       figures=False, synthetic=SyntheticConfig(n_types=4, n_genes=120,
+                                                                cells_per_group=140))
     results = run(config, tmp_path)
     assert set(results.ranking.index) == set(config.models)
     learned = results.metrics[results.metrics["model"] != "mean_shift"]
@@ -176,3 +193,77 @@ def test_multidose_baselines_train_once_per_dose_and_vidr_multi_predicts_unseen_
     assert scored["scgen"] == {"0.1", "10"}  # a per-dose model cannot predict unseen dose 1
     assert scored["scvidr_multi"] == {"0.1", "10", "1"}
     assert scored["scgen@nearest"] == {"1"}
+
+
+def test_scpregan_gradient_penalty_of_a_linear_critic_is_k_times_its_weight_norm_to_the_p():
+    # Known answer: a linear critic x -> x @ w has the gradient w at every row.
+    w = jnp.asarray([3.0, -4.0])  # norm 5
+    x = jax.random.normal(jax.random.PRNGKey(0), (7, 2))
+    penalty, aux = scpregan.gradient_penalty(lambda v: (v @ w, "state"), x, 2.0, 6.0)
+    assert float(penalty) == pytest.approx(2.0 * 5.0**6, rel=1e-6)
+    assert aux == "state"
+
+
+def _adam_counts(opt_state) -> set[int]:
+    states = jax.tree_util.tree_leaves(
+        opt_state, is_leaf=lambda node: isinstance(node, optax.ScaleByAdamState))
+    return {int(s.count) for s in states if isinstance(s, optax.ScaleByAdamState)}
+
+
+def test_one_scpregan_step_is_five_critic_updates_then_one_network_update():
+    config = scpregan.ScPreGANConfig(encoder_hidden=(16, 8), latent=4, generator_hidden=(8, 16),
+                                     discriminator_hidden=(16, 8))
+    objective = scpregan.build(config, 12, ("control", "stimulated"), "control")
+    cells = jax.random.normal(jax.random.PRNGKey(1), (40, 12))
+    batch = {"cells": cells, "source_row": jnp.arange(0, 12), "target_row": jnp.arange(20, 32)}
+    params, model_state = objective.init(jax.random.PRNGKey(2), batch)
+    tx = make_optimizer(1e-3, scpregan.PUBLISHED[1])
+    opt_state = objective.init_optimizer(tx, params)
+    step = jax.jit(objective.train_step, static_argnums=5)
+    _, _, opt_state, loss = step(params, model_state, opt_state, batch, jax.random.PRNGKey(3),
+                                 tx, jnp.int32(0))
+    assert _adam_counts(opt_state[scpregan.DISCRIMINATORS]) == {5}
+    assert _adam_counts(opt_state[scpregan.GENERATORS]) == {1}
+    assert _adam_counts(opt_state[scpregan.ENCODER]) == {1}
+    assert int(opt_state[scpregan.ITERATION]) == 1 and np.isfinite(float(loss))
+    with pytest.raises(ValueError, match="multiple of critic_steps"):
+        step(params, model_state, opt_state,
+             {**batch, "source_row": jnp.arange(10), "target_row": jnp.arange(20, 30)},
+             jax.random.PRNGKey(3), tx, jnp.int32(0))
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {name for name in before
+            if any(not np.array_equal(a, b) for a, b in zip(
+                jax.tree_util.tree_leaves(before[name]), jax.tree_util.tree_leaves(after[name]),
+                strict=True))}
+
+
+def test_scbutterfly_trains_each_autoencoder_then_the_translator_with_its_discriminators():
+    config = scbutterfly.ScButterflyConfig(control_hidden=(16,), perturbed_hidden=(8,),
+                                           latent=8, pretrain_epochs=2)
+    objective = scbutterfly.build(config, 10, ("control", "stimulated"), "control")
+    cells = jax.random.normal(jax.random.PRNGKey(0), (32, 10))
+    batch = {"cells": cells, "source_row": jnp.arange(16), "target_row": jnp.arange(16, 32)}
+    params, model_state = objective.init(jax.random.PRNGKey(1), batch)
+    tx = make_optimizer(1e-3, scbutterfly.PUBLISHED[1])
+    opt_state = objective.init_optimizer(tx, params)
+    step = jax.jit(objective.train_step, static_argnums=5)
+    trained = {}
+    for epoch in (0, 2, 4):  # the first epoch of each phase
+        new, _, _, loss = step(params, model_state, opt_state, batch, jax.random.PRNGKey(2),
+                               tx, jnp.int32(epoch))
+        assert np.isfinite(float(loss))
+        trained[epoch] = _changed(params, new)
+    assert trained[0] == set(scbutterfly.CONTROL_AE)
+    assert trained[2] == set(scbutterfly.PERTURBED_AE)
+    assert trained[4] == set(scbutterfly.JOINT) | set(scbutterfly.DISCRIMINATORS)
+
+
+def test_scbutterfly_soft_labels_take_the_published_values():
+    labels = np.asarray(scbutterfly.soft_labels(jax.random.PRNGKey(0), 10_000))
+    real, fake = labels[labels > 0.5], labels[labels <= 0.5]
+    assert ((real == np.float32(0.8)) | (real > 0.8)).all()
+    assert ((fake == np.float32(0.2)) | (fake <= 0.2)).all()
+    assert abs(np.mean(labels == np.float32(0.8)) - 0.3) < 0.02  # u in (0.5, 0.8]
+    assert abs(np.mean(labels == np.float32(0.2)) - 0.3) < 0.02  # u in (0.2, 0.5]

@@ -16,7 +16,7 @@ from perturbjax.models.references import predict_control, predict_mean_shift
 from perturbjax.train.loop import FitResult, TrainConfig
 from perturbjax.train.objective import Objective
 
-PAIRINGS = ("none", "ot", "plus_ot")
+PAIRINGS = ("none", "ot", "plus_ot", "unpaired")
 
 # (objective, trained members, the held-out task, schema, condition codes, condition) ->
 # one (control cells x genes) prediction per member.
@@ -29,13 +29,15 @@ class ModelFamily:
     """A learned model: named (architecture, training) configurations, a builder
     `build(config, n_genes, condition labels, control label, n_train, n_contexts)`, and
     what it trains on: "none" (each cell reconstructs itself), "ot" (optimal-transport
-    pairs) or "plus_ot" (the former, then fine-tuned on the latter).
+    pairs), "plus_ot" (the former, then fine-tuned on the latter) or "unpaired" (rows of one
+    control and one perturbed cell drawn independently: two unpaired domains).
 
     `predict` turns the trained members into predictions (default: decode the control cells
     under the condition). `per_condition` marks a single-perturbation model: on data with
     several perturbed conditions (doses) it is trained once per condition, on the control
     cells and that condition's cells only. `doses_only` marks a model whose condition labels
-    must be doses (the multi-dose design).
+    must be doses (the multi-dose design). `self_pairs` False trains a paired model on the
+    control -> perturbed pairs only (no control -> itself rows).
     """
 
     name: str
@@ -45,6 +47,7 @@ class ModelFamily:
     predict: Predictor = predict_decoded
     per_condition: bool = False
     doses_only: bool = False
+    self_pairs: bool = True
 
     def __post_init__(self) -> None:
         if self.pairing not in PAIRINGS:
@@ -68,9 +71,10 @@ BASELINES: dict[str, ModelFamily] = {
                          per_condition=True),
     "scvidr": ModelFamily("scvidr", scvidr.CONFIGS, scvidr.build,
                           predict=scvidr.predict_single, per_condition=True),
-    "scpregan": ModelFamily("scpregan", scpregan.CONFIGS, scpregan.build, per_condition=True),
+    "scpregan": ModelFamily("scpregan", scpregan.CONFIGS, scpregan.build, pairing="unpaired",
+                            per_condition=True),
     "scbutterfly": ModelFamily("scbutterfly", scbutterfly.CONFIGS, scbutterfly.build,
-                               pairing="ot", per_condition=True),
+                               pairing="ot", per_condition=True, self_pairs=False),
     "scvidr_multi": ModelFamily("scvidr_multi", scvidr.CONFIGS, scvidr.build,
                                 predict=scvidr.predict_multi, doses_only=True),
 }

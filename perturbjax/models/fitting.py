@@ -3,7 +3,8 @@
 Every learned model goes through these functions, so all of them see the same training pool,
 the same validation split and predict from the same control matrix. Models trained on
 optimal-transport pairs (`fit_on_pairs`) pair the training cells and the validation cells
-separately, inside that same split.
+separately, inside that same split; models of two unpaired domains train on an
+`unpaired_table` of the same split.
 """
 
 from __future__ import annotations
@@ -95,20 +96,39 @@ def pairing_coordinates(adata: ad.AnnData, n_components: int = 50, seed: int = 0
 
 def pair_table(rows: np.ndarray, coordinates: np.ndarray, adata: ad.AnnData,
                spec: PerturbationSpec, encoding: ConditionEncoding,
-               pairing: PairingConfig, seed: int = 0) -> Batch:
+               pairing: PairingConfig, seed: int = 0, self_pairs: bool = True) -> Batch:
     """Training rows for cells `rows` of `adata`: each control cell -> its OT partner under
-    every perturbed condition of its context, and -> itself under control. `source_row` and
-    `target_row` index `adata`'s rows; `condition` is the target's code."""
+    every perturbed condition of its context, and (with `self_pairs`) -> itself under
+    control. `source_row` and `target_row` index `adata`'s rows; `condition` is the target's
+    code."""
     context = adata.obs[spec.context_key].astype(str).to_numpy()[rows]
     condition = adata.obs[spec.condition_key].astype(str).to_numpy()[rows]
     pairs = pair_cells(coordinates[rows], context, condition, str(spec.control_value),
                        pairing, seed=seed)
-    controls = rows[condition == str(spec.control_value)]
+    controls = rows[condition == str(spec.control_value)] if self_pairs else rows[:0]
     source = np.concatenate([rows[pairs.control], controls])
     target = np.concatenate([rows[pairs.partner], controls])
     return {"source_row": jnp.asarray(source, jnp.int32),
             "target_row": jnp.asarray(target, jnp.int32),
             "condition": jnp.asarray(encoding.codes(adata, spec)[target], jnp.int32)}
+
+
+def unpaired_table(rows: np.ndarray, adata: ad.AnnData, spec: PerturbationSpec,
+                   seed: int = 0) -> Batch:
+    """Training rows for a model of two unpaired domains (scPreGAN): the control cells and
+    the perturbed cells among `rows` of `adata`, each domain shuffled and the smaller one
+    cycled to the larger one's size, side by side. `source_row` is a control cell and
+    `target_row` a perturbed one; which cells share a row means nothing to such a model."""
+    control = is_control(adata, spec)[rows]
+    domains = [rows[control], rows[~control]]
+    if not all(len(d) for d in domains):
+        raise ValueError("an unpaired table needs control and perturbed cells; got "
+                         f"{len(domains[0])} control and {len(domains[1])} perturbed")
+    rng = np.random.default_rng(seed)
+    size = max(map(len, domains))
+    source, target = (np.resize(rng.permutation(d), size) for d in domains)
+    return {"source_row": jnp.asarray(source, jnp.int32),
+            "target_row": jnp.asarray(target, jnp.int32)}
 
 
 def source_and_target(batch: Batch) -> tuple[jax.Array, jax.Array]:
@@ -123,20 +143,25 @@ def fit_on_pairs(objective: Objective, train_config: TrainConfig, train: ad.AnnD
                  spec: PerturbationSpec, encoding: ConditionEncoding, seeds: Sequence[int],
                  pairing: PairingConfig | None = None, workdir: str | Path | None = None,
                  validation_seed: int = 0, fingerprint: dict | None = None,
-                 warm_start: FitResult | None = None) -> FitResult:
+                 warm_start: FitResult | None = None, unpaired: bool = False,
+                 self_pairs: bool = True) -> FitResult:
     """Train control -> OT partner (and control -> itself) on `train`, with the validation
     split of `fit_on_anndata`; the pairs are made in a PCA of `train`, separately within the
     training and the validation cells, and always within a (context, condition) group.
     `warm_start` fine-tunes an earlier result (the "plus OT" variants); `pairing` defaults
-    to `PairingConfig()`."""
+    to `PairingConfig()`; `self_pairs` False leaves out the control -> itself rows.
+    `unpaired` trains on `unpaired_table`s instead (no pairing)."""
     pairing = pairing or PairingConfig()
     val = stratified_validation_mask(train, spec, train_config.validation_fraction,
                                      validation_seed)
     if not (is_control(train, spec) & val).any():
         raise ValueError("the validation split holds no control cells to pair")
-    coordinates = pairing_coordinates(train)
-    tables = [pair_table(np.flatnonzero(mask), coordinates, train, spec, encoding, pairing)
-              for mask in (~val, val)]
+    if unpaired:
+        tables = [unpaired_table(np.flatnonzero(mask), train, spec) for mask in (~val, val)]
+    else:
+        coordinates = pairing_coordinates(train)
+        tables = [pair_table(np.flatnonzero(mask), coordinates, train, spec, encoding,
+                             pairing, self_pairs=self_pairs) for mask in (~val, val)]
     cells = {"cells": jnp.asarray(np.asarray(train.X, np.float32))}
     return fit(objective, tables[0], tables[1], seeds, train_config, workdir=workdir,
                fingerprint=fingerprint, shared=cells, warm_start=warm_start)

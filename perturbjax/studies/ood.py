@@ -70,7 +70,8 @@ SUMMARY_METRICS = ["degs", "degs_abs", "r2_all", "r2_top20", "r2_top100", "r2_to
                    "edistance", "edistance_ratio", "euclidean", "mmd_rbf", "wasserstein"]
 HELD_OUT_DOSE_METRICS = ["mse_means", "r2_all", "r2_top100", "euclidean", "edistance"]
 DESIGNS = ("single", "multidose", "species")
-SCHEDULE_FIELDS = ("pretrain_epochs", "discriminator_epochs")  # model phases, in epochs
+# Model schedules counted in epochs: phases, and scButterfly's KL warm-up.
+SCHEDULE_FIELDS = ("pretrain_epochs", "discriminator_epochs", "kl_warmup_epochs")
 NEAREST = "@nearest"  # suffix of a model's prediction with the nearest seen dose
 
 
@@ -200,6 +201,10 @@ def _fit_family(family: ModelFamily, model_config: Any, train_config: TrainConfi
     objective = family.build(model_config, train.n_vars, encoding.labels, encoding.control,
                              n_train=train.n_obs,
                              n_contexts=train.obs[config.spec.context_key].nunique())
+    if family.pairing == "unpaired":
+        return objective, fit_on_pairs(objective, train_config, train, config.spec, encoding,
+                                       config.seeds, workdir=checkpoints, unpaired=True,
+                                       fingerprint={**fingerprint, "pairing": "unpaired"})
     result = None
     if family.pairing != "ot":
         result = fit_on_anndata(objective, train_config, train, config.spec, encoding,
@@ -209,7 +214,7 @@ def _fit_family(family: ModelFamily, model_config: Any, train_config: TrainConfi
                               config.seeds, config.pairing, workdir=checkpoints / "pairs",
                               fingerprint={**fingerprint, "pairing": family.pairing,
                                            **dataclasses.asdict(config.pairing)},
-                              warm_start=result)
+                              warm_start=result, self_pairs=family.self_pairs)
     return objective, result
 
 
@@ -382,8 +387,9 @@ def _batching(config: OODConfig) -> dict[str, Batching]:
     for model in config.models:
         if model in LEARNED:
             train_config = _configured(LEARNED[model], config)[1]
+            family = LEARNED[model]
             out[model] = Batching(train_config.batch_size, train_config.validation_fraction,
-                                  LEARNED[model].per_condition)
+                                  family.per_condition, family.pairing == "unpaired")
     return out
 
 

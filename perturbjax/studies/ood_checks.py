@@ -27,12 +27,14 @@ MIN_GROUP = 2  # scanpy's DEG tests need at least two cells in each group they c
 
 @dataclasses.dataclass(frozen=True)
 class Batching:
-    """How a learned model consumes its training pool: batch size, validation fraction, and
-    whether it trains once per condition (on control + that condition)."""
+    """How a learned model consumes its training pool: batch size, validation fraction,
+    whether it trains once per condition (on control + that condition), and whether its rows
+    are an unpaired table (as many rows as the larger of its control and perturbed sets)."""
 
     batch_size: int
     validation_fraction: float
     per_condition: bool
+    unpaired: bool = False
 
 
 def config_problems(seeds: Sequence[int], epochs: int | None, n_top_genes: int | None,
@@ -101,10 +103,14 @@ def data_problems(adata: ad.AnnData, spec: PerturbationSpec, contexts: Sequence[
             for subset in subsets:
                 val = stratified_validation_mask(adata[subset], spec, how.validation_fraction,
                                                  0)
-                n_train = int(subset.sum() - val.sum())
-                if n_train < how.batch_size:
-                    problems.append(f"{where}: model '{model}' would train on {n_train} "
-                                    f"cells after its validation split, fewer than one batch "
-                                    f"of {how.batch_size}")
+                trained = control[subset][~val]
+                n_rows, unit = len(trained), "cells"
+                if how.unpaired:
+                    n_rows = max(int(trained.sum()), int((~trained).sum()))
+                    unit = "rows (the larger of its control and perturbed cells)"
+                if n_rows < how.batch_size:
+                    problems.append(f"{where}: model '{model}' would train on {n_rows} "
+                                    f"{unit} after its validation split, fewer than one "
+                                    f"batch of {how.batch_size}")
                     break
     return problems
