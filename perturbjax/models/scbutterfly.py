@@ -245,12 +245,17 @@ class ScButterflyObjective(Objective):
     def inputs(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
         return source_and_target(batch)
 
+    def _optimizer(self, name: str, tx: optax.GradientTransformation
+                   ) -> optax.GradientTransformation:
+        """The loop's Adam for a network module, SGD for a discriminator (as published)."""
+        if name in DISCRIMINATORS:
+            return optax.sgd(self.module.config.discriminator_learning_rate)
+        return tx
+
     def init_optimizer(self, tx: optax.GradientTransformation, params: PyTree) -> PyTree:
-        """One Adam state per module (the published code has one optimiser per module); SGD
-        for the discriminators."""
-        sgd = optax.sgd(self.module.config.discriminator_learning_rate)
-        return {name: (sgd if name in DISCRIMINATORS else tx).init(value)
-                for name, value in params.items()}
+        """One optimiser state per module (the published code has one optimiser per
+        module)."""
+        return {name: self._optimizer(name, tx).init(value) for name, value in params.items()}
 
     def _kl_weight(self, epoch: jax.Array, phase_start: int, modalities: int) -> jax.Array:
         c = self.module.config
@@ -281,11 +286,10 @@ class ScButterflyObjective(Objective):
     def _update(self, tx, grads: PyTree, params: PyTree, opt_state: PyTree
                 ) -> tuple[PyTree, PyTree]:
         """Step the modules named in `grads`, each with its own optimiser state."""
-        sgd = optax.sgd(self.module.config.discriminator_learning_rate)
         params, opt_state = dict(params), dict(opt_state)
         for name, grad in grads.items():
             params[name], opt_state[name] = alternating.update(
-                sgd if name in DISCRIMINATORS else tx, grad, opt_state[name], params[name])
+                self._optimizer(name, tx), grad, opt_state[name], params[name])
         return params, opt_state
 
     def _discriminator_loss(self, params: PyTree, model_state: PyTree, control: jax.Array,
