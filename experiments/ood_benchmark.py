@@ -46,6 +46,8 @@ flags.DEFINE_list("held_out_conditions", [], "Conditions (doses) removed from tr
                   "every context; scored in a table of their own.")
 flags.DEFINE_float("ot_relative_epsilon", 0.01, "Sinkhorn epsilon / mean cost of a group.")
 flags.DEFINE_bool("ot_sample", False, "Draw OT partners from the coupling row (else argmax).")
+flags.DEFINE_integer("ceiling_repeats", OODConfig.__dataclass_fields__["ceiling_repeats"].default,
+                     "Random half splits of the real cells behind each replicate ceiling.")
 flags.DEFINE_bool("figures", True, "Write PNG figures.")
 flags.DEFINE_string("workdir", "runs/ood_benchmark", "Output folder (resumes if it exists).")
 flags.DEFINE_bool("overwrite", False, "Replace a workdir that holds another run (other data, "
@@ -65,6 +67,7 @@ def main(argv: list[str]) -> None:
         held_out=tuple(FLAGS.held_out), models=models,
         configuration=FLAGS.configuration, seeds=parse_seeds(FLAGS.seeds, "seeds"),
         epochs=FLAGS.epochs, checkpoint_every=FLAGS.checkpoint_every, figures=FLAGS.figures,
+        ceiling_repeats=FLAGS.ceiling_repeats,
         conditioning=FLAGS.conditioning, held_out_conditions=tuple(FLAGS.held_out_conditions),
         pairing=PairingConfig(relative_epsilon=FLAGS.ot_relative_epsilon, sample=FLAGS.ot_sample),
     )

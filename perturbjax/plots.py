@@ -201,9 +201,10 @@ def boxes(groups: dict[str, dict[str, np.ndarray]], ylabel: str, path: Path) -> 
 
 
 def effect_scatter(truth: np.ndarray, predictions: dict[str, np.ndarray], top: np.ndarray,
-                   path: Path, title: str = "") -> None:
-    """True vs predicted differential expression of one line, one panel per model: top DEGs
-    as large dots, the top 10 of them in red (the PerturbX paper's Figure 2)."""
+                   path: Path, title: str = "", xlabel: str = "true effect",
+                   ylabel: str = "predicted effect") -> None:
+    """True vs predicted response (differential expression) per gene, one panel per model:
+    top DEGs as large dots, the top 10 of them in red (the PerturbX paper's Figure 2)."""
     n = len(predictions)
     fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.2), squeeze=False)
     for ax, (name, pred) in zip(axes[0], predictions.items(), strict=True):
@@ -212,8 +213,30 @@ def effect_scatter(truth: np.ndarray, predictions: dict[str, np.ndarray], top: n
         ax.scatter(truth[top[:10]], pred[top[:10]], s=14, color="tab:red", label="top 10")
         _diagonal(ax, truth, pred)
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("true effect")
-    _finish_panels(fig, axes, "predicted effect", title, path)
+        ax.set_xlabel(xlabel)
+    _finish_panels(fig, axes, ylabel, title, path)
+
+
+def score_heatmaps(tables: dict[str, pd.DataFrame], path: Path, title: str = "") -> None:
+    """One heatmap per metric (models x contexts), values written in the cells; the colour
+    scale runs from 0 (a trivial reference) to 1 (the replicate ceiling)."""
+    n = len(tables)
+    first = next(iter(tables.values()))
+    fig, axes = plt.subplots(1, n, figsize=(0.8 * first.shape[1] * n + 2.5 * n,
+                                            0.35 * first.shape[0] + 1.6), squeeze=False)
+    for ax, (name, table) in zip(axes[0], tables.items(), strict=True):
+        image = ax.imshow(table.to_numpy(float), cmap="RdBu", vmin=-1.0, vmax=1.0,
+                          aspect="auto")
+        for (i, j), value in np.ndenumerate(table.to_numpy(float)):
+            ax.text(j, i, "" if np.isnan(value) else f"{value:.2f}", ha="center",
+                    va="center", fontsize=6)
+        ax.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right",
+                      fontsize=7)
+        ax.set_yticks(range(table.shape[0]), table.index, fontsize=7)
+        ax.set_title(name, fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="calibrated score")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
 
 
 def importance_bars(ranking: pd.DataFrame, path: Path) -> None:

@@ -147,7 +147,7 @@ HOW_TO_RUN: dict[str, Run] = {
     "python experiments/ood_benchmark.py --workdir runs/ood_synthetic": Run(
         outputs=("runs/ood_synthetic/summary.md", "runs/ood_synthetic/metrics.csv",
                  "runs/ood_synthetic/figures/pca_type_0_stimulated.png"),
-        shows=("Penalty ranking", "epoch 2/2"), cheaper=OOD_CHEAP),
+        shows=("Response metrics, calibrated", "epoch 2/2"), cheaper=OOD_CHEAP),
     "python experiments/ood_benchmark.py --data ../shared/data/kang/valid_pbmc.h5ad "
     "--workdir runs/ood_kang": Run(
         outputs=("runs/ood_kang/summary.md",), cheaper=KANG_CHEAP, slow=True, needs=KANG),

@@ -15,7 +15,8 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-EXPECTED = {"ood_benchmark.ipynb": "Penalty ranking", "signatures.ipynb": "Test metrics",
+EXPECTED = {"ood_benchmark.ipynb": "Response metrics, calibrated",
+            "signatures.ipynb": "Test metrics",
             "drug_response.ipynb": "Transfer to single cells",
             "perturbx.ipynb": "Aggregated latents vs status"}
 SETTING = "TINY"

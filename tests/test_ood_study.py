@@ -11,7 +11,7 @@ from .conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_STUDY = ood.OODConfig(held_out=("type_0",), seeds=(1, 2), epochs=3, synthetic=TINY,
-                           checkpoint_every=2)
+                           checkpoint_every=2, ceiling_repeats=2)
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +24,21 @@ def test_study_writes_table_summary_figures_checkpoints_and_config(study):
     results, workdir = study
     for name in ("metrics.csv", "summary.md", "ranking.csv", "config.json",
                  "figures/metric_bars.png", "figures/means_type_0_stimulated.png",
-                 "figures/pca_type_0_stimulated.png"):
+                 "figures/pca_type_0_stimulated.png", "figures/response_type_0_stimulated.png",
+                 "figures/calibrated_heatmap.png"):
         assert (workdir / name).is_file(), name
     assert any((workdir / "checkpoints" / "mtae" / "type_0").rglob("*"))
     table = pd.read_csv(workdir / "metrics.csv")
-    assert set(table["model"]) == {"mtae", "control", "mean_shift"}
+    # The floor references are scored whether asked for or not: calibration needs them.
+    assert set(table["model"]) == {"mtae", *ood.FLOOR_REFERENCES}
     assert table.loc[table.model == "mtae", "seed"].tolist() == [1, 2]
     assert set(table["context"]) == {"type_0"}
-    assert "Penalty ranking" in (workdir / "summary.md").read_text()
+    for metric in ("pearson_delta_top100", "degs_robust", "edistance", "r2_top100"):
+        assert {metric, metric + "_ceiling", metric + "_calibrated"} <= set(table.columns)
+    summary = (workdir / "summary.md").read_text()
+    assert summary.index("Response metrics, calibrated") < summary.index(
+        "The source documents' metrics")
+    assert "penalty ranking" in summary
 
 
 def test_control_reference_scores_as_the_control_cells(study):
@@ -67,14 +74,15 @@ def test_dose_never_seen_is_scored_apart_with_its_nearest_seen_dose(tmp_path):
     config = ood.OODConfig(
         design="multidose", held_out=("type_1",), models=("mtae", "control", "mean_shift"),
         seeds=(1,), epochs=1, checkpoint_every=0, figures=False, conditioning="log_dose",
-        held_out_conditions=("1",),
+        held_out_conditions=("1",), ceiling_repeats=2,
         multidose=ood.MultiDoseConfig(n_types=3, n_genes=60, doses=(0.1, 1.0, 10.0), largest=40,
                                       smallest=30, n_response_genes=15, insensitive_types=0))
     results = ood.run(config, tmp_path)
     table = results.metrics
     held = table[table.held_out_condition]
     assert set(held.condition) == {"1"}
-    assert set(held.model) == {"mtae", "mtae@nearest", "control@nearest", "mean_shift@nearest"}
+    assert set(held.model) == {"mtae", "mtae@nearest",
+                               *(f"{m}@nearest" for m in ood.FLOOR_REFERENCES)}
     assert set(held.loc[held.model.str.endswith("@nearest"), "decoded_as"]) == {"0.1"}
     assert set(table.loc[~table.held_out_condition, "condition"]) == {"0.1", "10"}
     assert not results.ranking.index.str.contains("@").any()  # ranked on seen doses only
@@ -86,10 +94,10 @@ def test_dose_never_seen_is_scored_apart_with_its_nearest_seen_dose(tmp_path):
 def _species_study(models, tmp_path):
     config = ood.OODConfig(
         design="species", held_out=("rat",), models=models, seeds=(1,), epochs=1,
-        checkpoint_every=0, figures=False,
+        checkpoint_every=0, figures=False, ceiling_repeats=2,
         species_data=ood.SpeciesConfig(n_genes=40, cells_per_group=40, n_response_genes=10))
     results = ood.run(config, tmp_path)
-    assert set(results.ranking.index) == set(models)
+    assert set(results.ranking.index) == {*models, *ood.FLOOR_REFERENCES}
     assert set(results.metrics.context) == {"rat"}
     assert set(results.metrics.condition) == {"LPS6"}
     assert results.metrics[["r2_all", "edistance"]].notna().all().all()

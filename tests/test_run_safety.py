@@ -43,7 +43,8 @@ def h5ad(tiny_adata, tmp_path):
 
 def _config(path: Path, **overrides) -> ood.OODConfig:
     settings = {"data": str(path), "held_out": ("type_0",), "models": ("mtae", "control"),
-                "seeds": (1,), "epochs": 2, "checkpoint_every": 1, "figures": False}
+                "seeds": (1,), "epochs": 2, "checkpoint_every": 1, "figures": False,
+                "ceiling_repeats": 2}
     return ood.OODConfig(**(settings | overrides))
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-HIGHER_IS_BETTER = frozenset({"degs", "degs_abs"})
+HIGHER_IS_BETTER_PREFIXES = ("degs", "r2_", "pearson_", "direction_", "discrimination")
 
 
 def higher_is_better(metric: str) -> bool:
-    """DEG overlaps and R^2 scores are better when larger; distances when smaller."""
-    return metric in HIGHER_IS_BETTER or metric.startswith("r2_")
+    """DEG overlaps, R^2, correlations, direction agreement, discrimination and every
+    calibrated score are better when larger; errors and distances when smaller."""
+    return metric.endswith("_calibrated") or metric.startswith(HIGHER_IS_BETTER_PREFIXES)
 
 
 def penalty_ranking(results: pd.DataFrame, metrics: list[str],

@@ -12,7 +12,12 @@ from perturbjax.data.schema import PerturbationSpec
 from perturbjax.data.splits import HoldOut
 from perturbjax.models import mtae, scbutterfly, scgen, scpregan, scvidr
 from perturbjax.models.fitting import ConditionEncoding, predict_decoded
-from perturbjax.models.references import predict_control, predict_mean_shift
+from perturbjax.models.references import (
+    predict_control,
+    predict_linear,
+    predict_mean_shift,
+    predict_mean_shift_balanced,
+)
 from perturbjax.train.loop import FitResult, TrainConfig
 from perturbjax.train.objective import Objective
 
@@ -82,6 +87,8 @@ LEARNED: dict[str, ModelFamily] = {**MULTI_TASK, **BASELINES}
 REFERENCES: dict[str, Reference] = {
     "control": predict_control,
     "mean_shift": predict_mean_shift,
+    "mean_shift_balanced": predict_mean_shift_balanced,
+    "linear": predict_linear,
 }
 MODEL_NAMES = tuple(LEARNED) + tuple(REFERENCES)
 

@@ -53,7 +53,18 @@ from perturbjax.data.splits import HoldOut
 from perturbjax.errors import RunValidationError
 from perturbjax.files import markdown_table, write_csv, write_text
 from perturbjax.metrics import HeldOutReference, evaluate_prediction, penalty_ranking
+from perturbjax.metrics.calibration import (
+    CALIBRATED,
+    CEILING,
+    FLOOR_REFERENCES,
+    Ceiling,
+    add_discrimination,
+    calibrate,
+    floor_models,
+)
 from perturbjax.metrics.distances import DISTANCES
+from perturbjax.metrics.evaluate import evaluation_ceiling
+from perturbjax.metrics.response import RESPONSE_METRICS, mean_response
 from perturbjax.models import LEARNED, REFERENCES, ModelFamily, check_model_names
 from perturbjax.models.fitting import ConditionEncoding, fit_on_anndata, fit_on_pairs
 from perturbjax.models.mtae import MTAeConfig
@@ -65,6 +76,10 @@ from perturbjax.train.objective import Objective
 
 log = logging.getLogger("perturbjax")
 
+# The response metrics (`metrics.response`), led by the discrimination across contexts.
+RESPONSE_SUMMARY = [*RESPONSE_METRICS, "discrimination"]
+HEADLINE = ["pearson_delta_top100", "r2_delta_top100", "degs_robust"]  # per-context tables
+# The source documents' metrics and ranking.
 RANKED_METRICS = ["degs", "r2_all", "r2_top20", "r2_top100", *DISTANCES]
 SUMMARY_METRICS = ["degs", "degs_abs", "r2_all", "r2_top20", "r2_top100", "r2_top100_sub",
                    "edistance", "edistance_ratio", "euclidean", "mmd_rbf", "wasserstein"]
@@ -86,6 +101,10 @@ class OODConfig:
     file). `held_out` empty means every context. `epochs` overrides the model configuration's
     epoch count. `conditioning` is the condition vector of every learned model ("one_hot" or
     "log_dose"); `held_out_conditions` are removed from training everywhere (see above).
+    `ceiling_repeats` is the number of random half splits of the real cells behind each
+    context's replicate ceiling (`metrics.calibration`). The floor references
+    (`FLOOR_REFERENCES`) are scored in every run, asked for or not: every calibrated score
+    is measured from them.
     """
 
     design: str = "single"
@@ -107,6 +126,7 @@ class OODConfig:
     synthetic: SyntheticConfig = SyntheticConfig()
     multidose: MultiDoseConfig = MultiDoseConfig()
     species_data: SpeciesConfig = SpeciesConfig()
+    ceiling_repeats: int = 10
     figures: bool = True
 
     def __post_init__(self) -> None:
@@ -114,6 +134,9 @@ class OODConfig:
             raise ValueError(f"OODConfig.design must be one of {DESIGNS}, got '{self.design}'")
         if str(self.spec.control_value) in self.held_out_conditions:
             raise ValueError("held_out_conditions cannot include the control condition")
+        if self.ceiling_repeats < 1:
+            raise ValueError(f"OODConfig.ceiling_repeats must be at least 1, got "
+                             f"{self.ceiling_repeats}")
 
     @property
     def spec(self) -> PerturbationSpec:
@@ -266,6 +289,12 @@ def _write_figures(split: HoldOut, references: dict[str, HeldOutReference],
         ref = references[condition]
         tag = f"{split.context}_{condition}".replace("/", "_").replace(" ", "_")
         title = f"held out {split.context}, {condition}"
+        plots.effect_scatter(ref.response.response,
+                             {name: mean_response(p, ref.response.control_mean)
+                              for name, p in predictions.items()},
+                             ref.response.top(100), workdir / "figures" / f"response_{tag}.png",
+                             title=f"{title}: predicted vs real response (top-100 DEGs marked)",
+                             xlabel="real response d_R", ylabel="predicted response d_P")
         plots.mean_scatter(ref.real, predictions, ref.subsets["top100"],
                            workdir / "figures" / f"means_{tag}.png", title=title)
         projected = {name: ref.pca.transform(p) for name, p in predictions.items()}
@@ -284,9 +313,36 @@ def nearest_seen_condition(condition: str, seen: list[str]) -> str:
     return seen[int(np.argmin(np.abs(doses - target)))]
 
 
+@dataclasses.dataclass
+class Scored:
+    """The rows of a run so far, and what the run-level scores need besides them: each row's
+    predicted response, and per (context, condition) the real response and the ceiling."""
+
+    rows: list[dict] = dataclasses.field(default_factory=list)
+    predicted: list[np.ndarray] = dataclasses.field(default_factory=list)
+    real: dict[tuple[str, str], np.ndarray] = dataclasses.field(default_factory=dict)
+    ceilings: dict[tuple[str, str], Ceiling] = dataclasses.field(default_factory=dict)
+
+    def add(self, other: Scored) -> None:
+        """Append the rows and responses of another part of the run (one finished context)."""
+        self.rows += other.rows
+        self.predicted += other.predicted
+        self.real.update(other.real)
+        self.ceilings.update(other.ceilings)
+
+    def table(self) -> pd.DataFrame:
+        """The metrics table: discrimination across the contexts so far, every score
+        calibrated between its floor and its ceiling."""
+        metrics = add_discrimination(pd.DataFrame(self.rows), dict(enumerate(self.predicted)),
+                                     self.real, self.ceilings)
+        names = [c[: -len(CEILING)] for c in metrics.columns if c.endswith(CEILING)]
+        return calibrate(metrics, names)
+
+
 def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
-                      workdir: Path) -> list[dict]:
-    """Predict with every model on one held-out context and score each prediction.
+                      workdir: Path) -> Scored:
+    """Predict with every model on one held-out context and score each prediction; every row
+    carries the context's ceiling of every metric.
 
     A condition in `config.held_out_conditions` is scored twice per learned model: decoded
     under its own code (`<model>`) and under the nearest seen dose (`<model>@nearest`);
@@ -299,13 +355,21 @@ def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEnco
                   - {str(config.spec.control_value)})
     nearest = {c: nearest_seen_condition(c, seen) for c in conditions
                if c in config.held_out_conditions}
+    started = time.perf_counter()
     references = {
         c: HeldOutReference.build(split.control.X, split.truth.X[(condition_of == c).to_numpy()],
                                   split.control.var_names)
         for c in conditions
     }
-    rows, first_seed = [], {c: {} for c in conditions}
-    for model in config.models:
+    ceilings = {c: evaluation_ceiling(references[c], config.ceiling_repeats) for c in conditions}
+    scoring_seconds = time.perf_counter() - started
+    scored = Scored()
+    for c in conditions:
+        scored.real[(split.context, c)] = references[c].response.response
+        scored.ceilings[(split.context, c)] = ceilings[c]
+    first_seed = {c: {} for c in conditions}
+    models = [*config.models, *(m for m in FLOOR_REFERENCES if m not in config.models)]
+    for model in models:
         # (name in the table, condition scored, condition decoded)
         direct = model in LEARNED and not LEARNED[model].per_condition
         plan = [(model, c, c) for c in conditions if direct or c not in nearest]
@@ -318,17 +382,24 @@ def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEnco
                                                  workdir)
         for name, condition, decoded_as in plan:
             per_seed = predictions[decoded_as]
-            first_seed[condition][name] = per_seed[0]
+            ref = references[condition]
+            if model in config.models:
+                first_seed[condition][name] = per_seed[0]
             for run_info, pred in zip(runs[decoded_as], per_seed, strict=True):
-                scores = evaluate_prediction(references[condition], pred,
-                                             seed=run_info["seed"] or 0)
-                rows.append({"model": name, "context": split.context, "condition": condition,
-                             "decoded_as": decoded_as,
-                             "held_out_condition": condition in nearest,
-                             **run_info, **scores})
+                started = time.perf_counter()
+                scores = evaluate_prediction(ref, pred, seed=run_info["seed"] or 0)
+                scoring_seconds += time.perf_counter() - started
+                scored.rows.append({
+                    "model": name, "context": split.context, "condition": condition,
+                    "decoded_as": decoded_as, "held_out_condition": condition in nearest,
+                    **run_info, **scores,
+                    **{k + CEILING: v for k, v in ceilings[condition].scores.items()}})
+                scored.predicted.append(mean_response(pred, ref.response.control_mean))
+    for row in scored.rows:  # the context's whole scoring: references, ceilings, every row
+        row["scoring_seconds"] = scoring_seconds
     if config.figures:
         _write_figures(split, references, first_seed, workdir)
-    return rows
+    return scored
 
 
 def _mean_sd_table(metrics: pd.DataFrame, columns: list[str], order) -> pd.DataFrame:
@@ -340,35 +411,92 @@ def _mean_sd_table(metrics: pd.DataFrame, columns: list[str], order) -> pd.DataF
     return table.loc[[m for m in order if m in table.index]]
 
 
+def _ceiling_row(metrics: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The replicate ceiling as one more row of a raw-value table (mean ± sd over contexts
+    and conditions; one value per context, as it has no seed)."""
+    per_context = metrics.drop_duplicates(["context", "condition"])
+    ceilings = per_context[[c + CEILING for c in columns]].set_axis(columns, axis=1)
+    return _mean_sd_table(ceilings.assign(model="replicate ceiling"), columns,
+                          ["replicate ceiling"])
+
+
+def rankings(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Both rankings, by model: the penalty ranking on the calibrated response metrics
+    (`response_penalty`, `response_rank`) beside the source documents' penalty ranking on
+    their metrics (`source_penalty`, `source_rank`); sorted by the former."""
+    response = penalty_ranking(metrics, [m + CALIBRATED for m in RESPONSE_SUMMARY])
+    source = penalty_ranking(metrics, RANKED_METRICS)
+    table = pd.DataFrame({"response_penalty": response["penalty"],
+                          "response_rank": response["rank"],
+                          "source_penalty": source["penalty"], "source_rank": source["rank"]})
+    return table.sort_values("response_penalty")
+
+
+def _floor_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Which trivial reference is the floor of each headline metric, per context."""
+    floors = pd.DataFrame({m: floor_models(metrics, m)
+                           for m in ["pearson_delta", *HEADLINE, "discrimination"]})
+    return floors.reset_index()
+
+
 def summarize(metrics: pd.DataFrame, missing: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
-    """Penalty ranking and a markdown summary (mean ± sd per model); conditions held out of
-    training everywhere are left out of the ranking and get a table of their own. `missing`:
-    contexts of a stopped run that have no rows (named at the top)."""
+    """Rankings (`rankings`) and a markdown summary: the calibrated response metrics first
+    (mean ± sd per model, per context), then the source documents' metrics. Conditions held
+    out of training everywhere are left out of the rankings and get a table of their own.
+    `missing`: contexts of a stopped run that have no rows (named at the top)."""
     held = (metrics["held_out_condition"].astype(bool) if "held_out_condition" in metrics
             else pd.Series(False, index=metrics.index))
     main = metrics[~held]
-    ranking = penalty_ranking(main, RANKED_METRICS)
-    per_context = {m: main.pivot_table(index="context", columns="model", values=m)
-                   for m in ("edistance", "r2_top100")}
+    ranking = rankings(main)
+    calibrated = [m + CALIBRATED for m in RESPONSE_SUMMARY]
     parts = [
         "# OOD benchmark summary",
         *([f"**Partial run**: contexts {list(missing)} are missing (see run.json)."]
           if missing else []),
         f"{main['context'].nunique()} held-out contexts, {main['condition'].nunique()} "
         f"condition(s), {main['seed'].dropna().nunique()} seeds. Mean ± sd over contexts, "
-        "conditions and seeds (references are deterministic: one row per context). Distances "
-        "are raw d(real, pred) in a 50-PC PCA fitted on real cells; `_ratio` is "
-        "d(real, pred) / d(control, pred).",
-        "## Metrics", markdown_table(_mean_sd_table(main, SUMMARY_METRICS, ranking.index)),
-        "## Penalty ranking (lower is better)",
-        markdown_table(ranking[["penalty", "rank"]]),
-        "## E-distance per held-out context (mean over seeds and conditions)",
-        markdown_table(per_context["edistance"]),
-        "## R² over the top-100 DEGs per held-out context",
-        markdown_table(per_context["r2_top100"]),
+        "conditions and seeds (references are deterministic: one row per context).",
+        "Response metrics score the predicted response d_P = mean(pred) - mean(control) "
+        "against the real one, d_R = mean(real) - mean(control), on the real top DEGs "
+        "(Wilcoxon, |score|, genes expressed in 10% of cells); `degs_robust` is the overlap "
+        "of the top-100 DEG lists of real vs control and of pred vs control, tested apart; "
+        "`discrimination` ranks each prediction among the real responses of all held-out "
+        "contexts (1: nearest its own; about 0.5: blind to the context). The `control` "
+        "reference's Pearson scores are 0 by definition (its d_P is 0).",
+        "**Calibrated** = (score - floor) / (ceiling - floor). Floor: the better of the "
+        f"trivial references {list(FLOOR_REFERENCES)} on that context. Ceiling: half of the "
+        "real perturbed cells as a prediction of the other half (mean over random splits). "
+        "0 = no better than a trivial reference, 1 = as good as a replicate of the real "
+        "cells, < 0 = worse than a trivial reference; blank where the ceiling is no better "
+        "than the floor.",
+        "## Response metrics, calibrated",
+        markdown_table(_mean_sd_table(main, calibrated, ranking.index)
+                       .set_axis(RESPONSE_SUMMARY, axis=1)),
+        "## Response metrics, raw values (last row: the replicate ceiling)",
+        markdown_table(pd.concat([_mean_sd_table(main, RESPONSE_SUMMARY, ranking.index),
+                                  _ceiling_row(main, RESPONSE_SUMMARY)])),
+        "## Rankings: calibrated response metrics beside the source documents' penalty "
+        "ranking (lower penalty is better)",
+        markdown_table(ranking),
     ]
+    for metric in HEADLINE:
+        parts += [f"## Calibrated {metric} per held-out context (mean over seeds and "
+                  "conditions)",
+                  markdown_table(main.pivot_table(index="context", columns="model",
+                                                  values=metric + CALIBRATED))]
+    parts += ["## The floor: the best trivial reference per held-out context and metric",
+              markdown_table(_floor_table(main).set_index(["context", "condition"])),
+              "## The source documents' metrics",
+              "Distances are raw d(real, pred) in a 50-PC PCA fitted on real cells; `_ratio` "
+              "is d(real, pred) / d(control, pred).",
+              markdown_table(_mean_sd_table(main, SUMMARY_METRICS, ranking.index))]
+    for metric, title in (("edistance", "E-distance"), ("r2_top100", "R² over the top-100 "
+                                                        "DEGs")):
+        parts += [f"## {title} per held-out context (mean over seeds and conditions)",
+                  markdown_table(main.pivot_table(index="context", columns="model",
+                                                  values=metric))]
     if main["condition"].nunique() > 1:
-        for metric in ("r2_top100", "edistance"):
+        for metric in ("pearson_delta_top100" + CALIBRATED, "r2_top100", "edistance"):
             parts += [f"## {metric} per condition (mean over contexts and seeds)",
                       markdown_table(main.pivot_table(index="condition", columns="model",
                                                       values=metric))]
@@ -452,7 +580,7 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
     write_record(workdir, fingerprint, [], contexts)
     spec = config.spec
     encoding = ConditionEncoding.from_adata(adata, spec)
-    rows, done = [], []
+    scored, done = Scored(), []
     try:
         for i, context in enumerate(contexts):
             log.info("held-out context %s (%d/%d)", context, i + 1, len(contexts))
@@ -462,22 +590,28 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
                     config.held_out_conditions).to_numpy()
                 split = dataclasses.replace(split, train=split.train[~unseen].copy())
             split = select_hvgs(split, config.n_top_genes)
-            rows += _evaluate_context(split, config, encoding, workdir)
+            scored.add(_evaluate_context(split, config, encoding, workdir))
             done.append(context)
-            write_csv(workdir / "metrics.csv", pd.DataFrame(rows))
+            write_csv(workdir / "metrics.csv", scored.table())
             write_record(workdir, fingerprint, done, contexts[len(done):])
     except BaseException as error:
         write_record(workdir, fingerprint, done, contexts[len(done):],
                      error=f"{type(error).__name__}: {error}")
-        if rows:
+        if done:
             write_text(workdir / "summary.md",
-                       summarize(pd.DataFrame(rows), missing=contexts[len(done):])[1])
+                       summarize(scored.table(), missing=contexts[len(done):])[1])
         raise
-    metrics = pd.DataFrame(rows)
+    metrics = scored.table()
     ranking, summary = summarize(metrics)
     write_text(workdir / "summary.md", summary)
     write_csv(workdir / "ranking.csv", ranking, index=True)
     if config.figures:
-        plots.metric_bars(metrics[~metrics["held_out_condition"]], SUMMARY_METRICS,
-                          workdir / "figures" / "metric_bars.png")
+        main = metrics[~metrics["held_out_condition"]]
+        plots.metric_bars(main, SUMMARY_METRICS, workdir / "figures" / "metric_bars.png")
+        plots.score_heatmaps(
+            {m: main.pivot_table(index="model", columns="context", values=m + CALIBRATED)
+             .reindex(ranking.index) for m in HEADLINE},
+            workdir / "figures" / "calibrated_heatmap.png",
+            title="calibrated score per model and held-out context (0: best trivial "
+                  "reference, 1: replicate ceiling)")
     return OODResults(metrics=metrics, ranking=ranking, summary=summary)
