@@ -35,7 +35,6 @@ from perturbjax.metrics.distances import DISTANCES
 from perturbjax.studies import ood
 
 SCRIPT = Path(__file__).resolve().parent / "peer_metrics.py"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def groups(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -92,9 +91,10 @@ def distance_table(sizes: list[int], repeats: int, peer_python: str) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def scoring_against_training(data: Path, context: str, model: str) -> pd.DataFrame:
+def scoring_against_training(data: Path, context: str, model: str,
+                             epochs: int | None) -> pd.DataFrame:
     config = ood.OODConfig(data=str(data), held_out=(context,), models=(model,),
-                           checkpoint_every=0, figures=False)
+                           epochs=epochs, checkpoint_every=0, figures=False)
     with tempfile.TemporaryDirectory() as workdir:
         started = time.perf_counter()
         metrics = ood.run(config, workdir).metrics
@@ -116,7 +116,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--context", default="CD4T")
     parser.add_argument("--model", default="mtae")
-    parser.add_argument("--out", default=str(ROOT / "results" / "metric_speed"))
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="shorter training, for a smoke run only (the ratio then means "
+                             "nothing): default, the configuration's own schedule")
+    parser.add_argument("--out", default="results/metric_speed")
     args = parser.parse_args()
     data = shared_data_dir()
     kang = data / "kang" / "valid_pbmc.h5ad" if data else None
@@ -128,7 +131,7 @@ def main() -> None:
     distances.to_csv(out / "distances.csv", index=False)
     tables = [markdown_table(distances.set_index(["n per group", "distance"]), "{:.3g}")]
     print(tables[0])
-    scoring = scoring_against_training(kang, args.context, args.model)
+    scoring = scoring_against_training(kang, args.context, args.model, args.epochs)
     scoring.to_csv(out / "scoring.csv", index=False)
     tables.append(markdown_table(scoring.set_index("context"), "{:.3g}"))
     print(tables[1])

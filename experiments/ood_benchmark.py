@@ -33,7 +33,7 @@ flags.DEFINE_string("control_value", "control", "Value of the condition column f
 flags.DEFINE_bool("counts", False, "X holds raw counts: apply normalize_total + log1p first.")
 flags.DEFINE_integer("n_top_genes", None, "Keep this many HVGs of the training pool.")
 flags.DEFINE_list("held_out", [], "Contexts to hold out (default: every context).")
-flags.DEFINE_list("models", ["mtae", "control", "mean_shift"],
+flags.DEFINE_list("models", list(OODConfig.__dataclass_fields__["models"].default),
                   f"Models to run, or 'all' (those the design allows): "
                   f"{list(LEARNED) + list(REFERENCES)}.")
 flags.DEFINE_string("configuration", "default", "Named model configuration: default | thesis.")

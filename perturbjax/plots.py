@@ -224,15 +224,15 @@ def score_heatmaps(tables: dict[str, pd.DataFrame], path: Path, title: str = "")
     first = next(iter(tables.values()))
     fig, axes = plt.subplots(1, n, figsize=(0.8 * first.shape[1] * n + 2.5 * n,
                                             0.35 * first.shape[0] + 1.6), squeeze=False)
-    for ax, (name, table) in zip(axes[0], tables.items(), strict=True):
-        image = ax.imshow(table.to_numpy(float), cmap="RdBu", vmin=-1.0, vmax=1.0,
-                          aspect="auto")
-        for (i, j), value in np.ndenumerate(table.to_numpy(float)):
-            ax.text(j, i, "" if np.isnan(value) else f"{value:.2f}", ha="center",
-                    va="center", fontsize=6)
+    for k, (ax, (name, table)) in enumerate(zip(axes[0], tables.items(), strict=True)):
+        values = table.to_numpy(float)
+        image = ax.imshow(values, cmap="RdBu", vmin=-1.0, vmax=1.0, aspect="auto")
+        for (i, j), value in np.ndenumerate(values):
+            ax.text(j, i, "" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
+                    fontsize=6, color="white" if abs(value) > 0.6 else "black")
         ax.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right",
                       fontsize=7)
-        ax.set_yticks(range(table.shape[0]), table.index, fontsize=7)
+        ax.set_yticks(range(table.shape[0]), table.index if k == 0 else [], fontsize=7)
         ax.set_title(name, fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="calibrated score")
     fig.suptitle(title, fontsize=10)

@@ -39,7 +39,9 @@ DOCUMENTS = ("README.md", "docs/*.md", "experiments/*.py", "benchmarks/*.py")
 FENCED = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"`([^`\n]+(?:\n[^`\n]+)?)`")
 RUNS_PYTHON = re.compile(r"(?:^|&&\s*)(?:\.\./)?(?:\.venv/bin/)?python3?\s+(?!-m venv)")
-PEER_PYTHON = "PERTURBJAX_PEER_PYTHON"
+PEER_PYTHON = "PERTURBJAX_PEER_PYTHON"  # the published scGen's environment
+METRICS_PEER_PYTHON = "PERTURBJAX_METRICS_PEER_PYTHON"  # cell-eval's and pertpy's
+PEER_PYTHONS = (PEER_PYTHON, METRICS_PEER_PYTHON)
 
 
 def _logical_lines(text: str) -> list[str]:
@@ -116,7 +118,8 @@ class Run:
       slow: only under `-m slow`.
       needs: subfolders of the shared data it reads (skipped with a reason when absent).
       inputs: writes the user's own files that the command names.
-      peer: needs a peer's interpreter (`$PERTURBJAX_PEER_PYTHON`) or package.
+      peer: needs a peer's interpreter (the variable naming it: one of PEER_PYTHONS, which
+        replaces the command's `--peer_python`) or package.
       by_ci: the test command itself: CI runs it, this test does not.
     """
 
@@ -207,6 +210,9 @@ HOW_TO_RUN: dict[str, Run] = {
          "python benchmarks/peer_scgen.py --peer_python /path/to/peer-venv/bin/python"],
         Run(cheaper="--epochs 1 --held_out B", slow=True, needs=KANG, peer=PEER_PYTHON,
             outputs=("results/peer_scgen/report_fixed_1.md",))),
+    "python benchmarks/metric_speed.py --peer_python /path/to/metrics-peer-venv/bin/python": Run(
+        cheaper="--sizes 300 --repeats 1 --epochs 1", slow=True, needs=KANG,
+        peer=METRICS_PEER_PYTHON, outputs=("results/metric_speed/report.md",)),
 }
 
 DOCUMENTED = documented_commands()
@@ -258,16 +264,16 @@ def test_documented_command_runs(command: str, run: Run, tmp_path: Path):
     absent = [n for n in run.needs if data is None or not (data / n).is_dir()]
     if absent:
         pytest.skip(f"shared data absent: {absent} (set PERTURBJAX_DATA)")
-    if run.peer == PEER_PYTHON and not os.environ.get(PEER_PYTHON):
-        pytest.skip(f"the published peer's environment: set ${PEER_PYTHON} to its python")
-    if run.peer and run.peer != PEER_PYTHON and importlib.util.find_spec(run.peer) is None:
+    if run.peer in PEER_PYTHONS and not os.environ.get(run.peer):
+        pytest.skip(f"the peer's environment: set ${run.peer} to its python")
+    if run.peer and run.peer not in PEER_PYTHONS and importlib.util.find_spec(run.peer) is None:
         pytest.skip(f"peer package '{run.peer}' absent: pip install -e '.[peers]'")
     project = _project(tmp_path)
     if run.inputs is not None:
         run.inputs(project)
     line = f"{command} {run.cheaper}".strip()
-    if run.peer == PEER_PYTHON:
-        line = re.sub(r"--peer_python \S+", f"--peer_python {os.environ[PEER_PYTHON]}", line)
+    if run.peer in PEER_PYTHONS:
+        line = re.sub(r"--peer_python \S+", f"--peer_python {os.environ[run.peer]}", line)
     env = os.environ | {"PATH": f"{project / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(["bash", "-c", line], cwd=project, env=env, capture_output=True,
                           text=True, timeout=1800)

@@ -30,7 +30,7 @@ def test_study_writes_table_summary_figures_checkpoints_and_config(study):
     assert any((workdir / "checkpoints" / "mtae" / "type_0").rglob("*"))
     table = pd.read_csv(workdir / "metrics.csv")
     # The floor references are scored whether asked for or not: calibration needs them.
-    assert set(table["model"]) == {"mtae", *ood.FLOOR_REFERENCES}
+    assert set(table["model"]) == {*TINY_STUDY.models, *ood.FLOOR_REFERENCES}
     assert table.loc[table.model == "mtae", "seed"].tolist() == [1, 2]
     assert set(table["context"]) == {"type_0"}
     for metric in ("pearson_delta_top100", "degs_robust", "edistance", "r2_top100"):

@@ -115,7 +115,7 @@ class OODConfig:
     counts: bool = False
     n_top_genes: int | None = None
     held_out: tuple[str, ...] = ()
-    models: tuple[str, ...] = ("mtae", "control", "mean_shift")
+    models: tuple[str, ...] = ("mtae", "control", "mean_shift", "mean_shift_balanced", "linear")
     configuration: str = "default"
     seeds: tuple[int, ...] = (1, 2, 19193)
     epochs: int | None = None
@@ -454,8 +454,9 @@ def summarize(metrics: pd.DataFrame, missing: Sequence[str] = ()) -> tuple[pd.Da
         *([f"**Partial run**: contexts {list(missing)} are missing (see run.json)."]
           if missing else []),
         f"{main['context'].nunique()} held-out contexts, {main['condition'].nunique()} "
-        f"condition(s), {main['seed'].dropna().nunique()} seeds. Mean ± sd over contexts, "
-        "conditions and seeds (references are deterministic: one row per context).",
+        f"condition(s), {main['seed'].dropna().nunique()} seeds of the learned models. Mean "
+        "± sd over contexts, conditions and seeds (references are deterministic: one row per "
+        "context).",
         "Response metrics score the predicted response d_P = mean(pred) - mean(control) "
         "against the real one, d_R = mean(real) - mean(control), on the real top DEGs "
         "(Wilcoxon, |score|, genes expressed in 10% of cells); `degs_robust` is the overlap "
