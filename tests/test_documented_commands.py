@@ -154,6 +154,12 @@ HOW_TO_RUN: dict[str, Run] = {
     "python experiments/ood_benchmark.py --data ../shared/data/kang/valid_pbmc.h5ad "
     "--workdir runs/ood_kang": Run(
         outputs=("runs/ood_kang/summary.md",), cheaper=KANG_CHEAP, slow=True, needs=KANG),
+    "python experiments/ood_benchmark.py --data ../shared/data/kang/valid_pbmc.h5ad "
+    "--models control,mean_shift,mean_shift_balanced,linear --workdir runs/kang_references": Run(
+        outputs=("runs/kang_references/summary.md",
+                 "runs/kang_references/figures/calibrated_heatmap.png"),
+        shows=("Response metrics, calibrated",),
+        cheaper="--held_out B,NK --ceiling_repeats 2", slow=True, needs=KANG),
     "python experiments/ood_benchmark.py --models scgen,scvidr,scpregan,scbutterfly,"
     "mean_shift,control --workdir runs/baselines": Run(
         outputs=("runs/baselines/summary.md",), cheaper=OOD_CHEAP, slow=True),
