@@ -133,7 +133,7 @@ class Run:
     by_ci: bool = False
 
 
-OOD_CHEAP = "--held_out type_0 --seeds 1 --epochs 2 --checkpoint_every 0"
+OOD_CHEAP = "--held_out type_0 --seeds 1 --epochs 2 --checkpoint_every 0 --ceiling_repeats 2"
 KANG_CHEAP = "--held_out B --seeds 1 --epochs 2 --checkpoint_every 0 --n_top_genes 500"
 SIGNATURES_CHEAP = ("--n_cells 240 --n_genes 150 --cv 3 --lasso_alphas 10 --bootstrap 50 "
                     "--stability 2 --experiments random")

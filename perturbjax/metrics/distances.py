@@ -27,44 +27,58 @@ TILE = 512  # side of a tile of a within-group term (both chosen by timing n = 2
 
 
 def _float64_sums(distance: Callable) -> Callable:
-    """Run a jitted distance on float32 inputs with 64-bit types enabled, so its sums (and
-    only they: inputs stay float32) accumulate in float64."""
+    """Run a jitted distance with 64-bit types enabled, so that its sums (and only they:
+    the cells stay float32) accumulate in float64.
+
+    Both groups are padded with zero rows to their size bucket (`_padded`), and the true
+    counts are passed as values: one compiled program serves every group size in a bucket (the
+    held-out contexts and the replicate ceiling's halves of a run hit many sizes), instead
+    of one per exact size. Padded rows are masked out of every sum.
+    """
     @functools.wraps(distance)
     def run(x, y, *args, **kwargs) -> jax.Array:
+        x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
         with jax.enable_x64(True):
-            return distance(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32),
+            return distance(_padded(x), _padded(y), jnp.int64(len(x)), jnp.int64(len(y)),
                             *args, **kwargs)
     return run
 
 
-def _cross_sum(x: jax.Array, y: jax.Array, f: Callable[[jax.Array], jax.Array]) -> jax.Array:
-    """sum_{i,j} f(||x_i - y_j||^2), over chunks of CHUNK rows of x against all of y."""
-    n = x.shape[0]
-    n_chunks = -(-n // CHUNK)
-    padded = jnp.zeros((n_chunks * CHUNK, x.shape[1]), x.dtype).at[:n].set(x)
+def _padded(cells: np.ndarray) -> np.ndarray:
+    """`cells` with zero rows up to the size of its bucket: the next power of two from CHUNK
+    to 1,024 cells (little work wasted at these sizes), then the next multiple of 512."""
+    n = len(cells)
+    rows = max(CHUNK, 1 << (n - 1).bit_length()) if n <= 1024 else -(-n // 512) * 512
+    return np.concatenate([cells, np.zeros((rows - len(cells), cells.shape[1]), np.float32)])
+
+
+def _cross_sum(x: jax.Array, y: jax.Array, n: jax.Array, m: jax.Array,
+               f: Callable[[jax.Array], jax.Array]) -> jax.Array:
+    """sum_{i<n, j<m} f(||x_i - y_j||^2), over chunks of CHUNK rows of x against all of y."""
     y_sq = jnp.sum(y * y, axis=1)
+    column_kept = (jnp.arange(y.shape[0]) < m)[None, :]
 
     def chunk_sum(i):
-        rows = jax.lax.dynamic_slice_in_dim(padded, i * CHUNK, CHUNK)
+        rows = jax.lax.dynamic_slice_in_dim(x, i * CHUNK, CHUNK)
         sq = jnp.sum(rows * rows, axis=1)[:, None] + y_sq[None, :] - 2.0 * rows @ y.T
-        keep = ((i * CHUNK + jnp.arange(CHUNK)) < n)[:, None]
+        keep = ((i * CHUNK + jnp.arange(CHUNK)) < n)[:, None] & column_kept
         values = f(jnp.maximum(sq, 0.0))
         return jnp.sum(jnp.where(keep, values, 0.0).astype(jnp.float64))
 
-    return jnp.sum(jax.lax.map(chunk_sum, jnp.arange(n_chunks)))
+    return jnp.sum(jax.lax.map(chunk_sum, jnp.arange(x.shape[0] // CHUNK)))
 
 
-def _within_sum(x: jax.Array, f: Callable[[jax.Array], jax.Array],
+def _within_sum(x: jax.Array, n: jax.Array, f: Callable[[jax.Array], jax.Array],
                 self_pairs: bool) -> jax.Array:
-    """sum_{i != j} f(||x_i - x_j||^2) (with i == j too if `self_pairs`), over ordered pairs.
+    """sum_{i != j < n} f(||x_i - x_j||^2) (with i == j too if `self_pairs`), over ordered
+    pairs.
 
     The matrix is symmetric, so only its tiles on and above the diagonal are computed (TILE x
     TILE each), those above counted twice: half the work of a full pass. The diagonal's
     squared distance is exactly 0, not the expansion's rounding of it.
     """
-    n = x.shape[0]
-    n_tiles = -(-n // TILE)
-    padded = jnp.zeros((n_tiles * TILE, x.shape[1]), x.dtype).at[:n].set(x)
+    n_tiles = -(-x.shape[0] // TILE)
+    padded = jnp.zeros((n_tiles * TILE, x.shape[1]), x.dtype).at[:x.shape[0]].set(x)
     squares = jnp.sum(padded * padded, axis=1)
     rows, cols = np.triu_indices(n_tiles)
 
@@ -83,18 +97,18 @@ def _within_sum(x: jax.Array, f: Callable[[jax.Array], jax.Array],
     return jnp.sum(jax.lax.map(tile_sum, (jnp.asarray(rows), jnp.asarray(cols))))
 
 
-def _centred(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-    centre = (jnp.sum(x, 0, jnp.float64) + jnp.sum(y, 0, jnp.float64)) / (x.shape[0] + y.shape[0])
+def _centred(x: jax.Array, y: jax.Array, n: jax.Array, m: jax.Array):
+    """Both groups minus their joint mean (padded zero rows add nothing to the sums)."""
+    centre = (jnp.sum(x, 0, jnp.float64) + jnp.sum(y, 0, jnp.float64)) / (n + m)
     return (x - centre).astype(jnp.float32), (y - centre).astype(jnp.float32)
 
 
-def _mean_cross(x, y, f):
-    return _cross_sum(x, y, f) / (x.shape[0] * y.shape[0])
+def _mean_cross(x, y, n, m, f):
+    return _cross_sum(x, y, n, m, f) / (n * m)
 
 
-def _mean_within(x, f, self_pairs: bool = False):
-    n = x.shape[0]
-    return _within_sum(x, f, self_pairs) / (n * n if self_pairs else n * (n - 1))
+def _mean_within(x, n, f, self_pairs: bool = False):
+    return _within_sum(x, n, f, self_pairs) / (n * n if self_pairs else n * (n - 1))
 
 
 def _mean_difference(x, y) -> np.ndarray:
@@ -113,36 +127,38 @@ def mmd_linear(x, y) -> float:
 
 @_float64_sums
 @jax.jit
-def mean_pairwise(x: jax.Array, y: jax.Array) -> jax.Array:
+def mean_pairwise(x: jax.Array, y: jax.Array, n: jax.Array, m: jax.Array) -> jax.Array:
     """Mean over all (i, j) of ||x_i - y_j||."""
-    x, y = _centred(x, y)
-    return _mean_cross(x, y, jnp.sqrt)
+    x, y = _centred(x, y, n, m)
+    return _mean_cross(x, y, n, m, jnp.sqrt)
 
 
 @_float64_sums
 @functools.partial(jax.jit, static_argnames="squared")
-def edistance(x: jax.Array, y: jax.Array, squared: bool = False) -> jax.Array:
+def edistance(x: jax.Array, y: jax.Array, n: jax.Array, m: jax.Array,
+              squared: bool = False) -> jax.Array:
     """Energy distance 2 E||x - y|| - E||x - x'|| - E||y - y'|| (self-pairs excluded).
 
     `squared=True` is the legacy pertpy (< 2025-03) variant on squared distances, which
     equals 2 x linear MMD up to the self-pair correction; offered only to reproduce old tables.
     """
-    x, y = _centred(x, y)
+    x, y = _centred(x, y, n, m)
     f = (lambda s: s) if squared else jnp.sqrt
-    return 2.0 * _mean_cross(x, y, f) - _mean_within(x, f) - _mean_within(y, f)
+    return 2.0 * _mean_cross(x, y, n, m, f) - _mean_within(x, n, f) - _mean_within(y, m, f)
 
 
 @_float64_sums
 @functools.partial(jax.jit, static_argnames="gamma")
-def mmd_rbf(x: jax.Array, y: jax.Array, gamma: float = 1.0) -> jax.Array:
+def mmd_rbf(x: jax.Array, y: jax.Array, n: jax.Array, m: jax.Array,
+            gamma: float = 1.0) -> jax.Array:
     """mean k(x, x') + mean k(y, y') - 2 mean k(x, y), k = exp(-gamma ||a - b||^2).
 
     The means run over all pairs, self-pairs included (as scikit-learn's `rbf_kernel` mean).
     """
-    x, y = _centred(x, y)
+    x, y = _centred(x, y, n, m)
     k = lambda s: jnp.exp(-gamma * s)  # noqa: E731
-    return (_mean_within(x, k, self_pairs=True) + _mean_within(y, k, self_pairs=True)
-            - 2.0 * _mean_cross(x, y, k))
+    return (_mean_within(x, n, k, self_pairs=True) + _mean_within(y, m, k, self_pairs=True)
+            - 2.0 * _mean_cross(x, y, n, m, k))
 
 
 @jax.jit
