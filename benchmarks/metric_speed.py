@@ -58,15 +58,6 @@ def ours(x: np.ndarray, y: np.ndarray, repeats: int) -> dict[str, dict[str, floa
     return out
 
 
-def pertpy_equivalent(name: str, n: int, theirs: dict) -> float:
-    """pertpy's value in our definition: its E-distance averages within-group distances over
-    all n^2 pairs (self-pairs included), ours over the n(n - 1) others."""
-    if name != "edistance":
-        return theirs[name]["value"]
-    scale = 1 - n / (n - 1)
-    return theirs[name]["value"] + (theirs["within_x"] + theirs["within_y"]) * scale
-
-
 def distance_table(sizes: list[int], repeats: int, peer_python: str) -> pd.DataFrame:
     data = {"sizes": np.array(sizes), "repeats": np.array(repeats)}
     for n in sizes:
@@ -81,7 +72,8 @@ def distance_table(sizes: list[int], repeats: int, peer_python: str) -> pd.DataF
     for n in sizes:
         mine = ours(*groups(n), repeats)
         for name, result in mine.items():
-            theirs = pertpy_equivalent(name, n, peer[str(n)])
+            peer_result = peer[str(n)][name]
+            theirs = peer_result.get("value_without_self_pairs", peer_result["value"])
             rows.append({"n per group": n, "distance": name,
                          "ours (s)": result["seconds"],
                          "pertpy (s)": peer[str(n)][name]["seconds"],

@@ -9,9 +9,11 @@ nothing of perturbjax) on arrays written by `tests/test_peer_metrics.py` or
 
 `values`: cell-eval's `pearson_delta`, `mae`, `discrimination_score` (L1) and overlap at
 N = 100, and pertpy's `Distance` (E-distance, linear and RBF MMD, mean pairwise, Euclidean,
-Wasserstein) with the within-group means that pertpy 1.0.3 folds into its E-distance.
-`speed`: per group size, each pertpy distance's value and the best of `repeats` wall times
-(after one untimed call, which also compiles ott-jax's Sinkhorn).
+Wasserstein), and pertpy 1.0.3's E-distance rebuilt without its self-pairs, as the spec
+defines it (`edistance_without_self_pairs`).
+`speed`: per group size, each pertpy distance's value (the E-distance's also without
+self-pairs) and the best of `repeats` wall times (after one untimed call, which also
+compiles ott-jax's Sinkhorn).
 """
 
 from __future__ import annotations
@@ -83,16 +85,23 @@ def pertpy_values(data: dict[str, np.ndarray]) -> dict:
 
     x, y = data["real_pcs"], data["pred_pcs"]
     values = {name: Distance(metric)(x, y, **kwargs) for name, (metric, kwargs) in PERTPY.items()}
-    return values | _within(x, y)
+    return values | {"edistance_without_self_pairs":
+                     edistance_without_self_pairs(x, y, values["edistance"])}
 
 
-def _within(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """The within-group mean distances that pertpy 1.0.3 folds into its E-distance: over all
-    n^2 pairs, the n zero self-pairs included."""
+def edistance_without_self_pairs(x: np.ndarray, y: np.ndarray, edistance: float) -> float:
+    """pertpy 1.0.3's E-distance in the spec's terms, from pertpy's own within-group means.
+
+    pertpy 1.0.3 averages the within-group distances over all n^2 pairs, the n zero
+    self-pairs included; pertpy >= 1.0.4 and the spec average over the n(n - 1) others, so
+    each within term is rescaled by n / (n - 1).
+    """
     from pertpy.tools import Distance
 
     pairwise = Distance("mean_pairwise")
-    return {"within_x": pairwise(x, x), "within_y": pairwise(y, y)}
+    n, m = len(x), len(y)
+    return (edistance + pairwise(x, x) * (1 - n / (n - 1))
+            + pairwise(y, y) * (1 - m / (m - 1)))
 
 
 def pertpy_speed(data: dict[str, np.ndarray]) -> dict:
@@ -110,7 +119,9 @@ def pertpy_speed(data: dict[str, np.ndarray]) -> dict:
                 distance(x, y, **kwargs)
                 times.append(time.perf_counter() - started)
             out[str(n)] = out.get(str(n), {}) | {name: {"seconds": min(times), "value": value}}
-        out[str(n)] |= _within(x, y)
+        edistance = out[str(n)]["edistance"]
+        edistance["value_without_self_pairs"] = edistance_without_self_pairs(
+            x, y, edistance["value"])
     return out
 
 

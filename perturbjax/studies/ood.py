@@ -420,6 +420,12 @@ def _ceiling_row(metrics: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
                           ["replicate ceiling"])
 
 
+def _per(metrics: pd.DataFrame, index: str, metric: str) -> str:
+    """A markdown table of `metric` per `index` value (rows) and model (columns), the mean
+    over everything else."""
+    return markdown_table(metrics.pivot_table(index=index, columns="model", values=metric))
+
+
 def rankings(metrics: pd.DataFrame) -> pd.DataFrame:
     """Both rankings, by model: the penalty ranking on the calibrated response metrics
     (`response_penalty`, `response_rank`) beside the source documents' penalty ranking on
@@ -482,25 +488,21 @@ def summarize(metrics: pd.DataFrame, missing: Sequence[str] = ()) -> tuple[pd.Da
     ]
     for metric in HEADLINE:
         parts += [f"## Calibrated {metric} per held-out context (mean over seeds and "
-                  "conditions)",
-                  markdown_table(main.pivot_table(index="context", columns="model",
-                                                  values=metric + CALIBRATED))]
+                  "conditions)", _per(main, "context", metric + CALIBRATED)]
     parts += ["## The floor: the best trivial reference per held-out context and metric",
               markdown_table(_floor_table(main).set_index(["context", "condition"])),
               "## The source documents' metrics",
               "Distances are raw d(real, pred) in a 50-PC PCA fitted on real cells; `_ratio` "
               "is d(real, pred) / d(control, pred).",
               markdown_table(_mean_sd_table(main, SUMMARY_METRICS, ranking.index))]
-    for metric, title in (("edistance", "E-distance"), ("r2_top100", "R² over the top-100 "
-                                                        "DEGs")):
+    for metric, title in (("edistance", "E-distance"),
+                          ("r2_top100", "R² over the top-100 DEGs")):
         parts += [f"## {title} per held-out context (mean over seeds and conditions)",
-                  markdown_table(main.pivot_table(index="context", columns="model",
-                                                  values=metric))]
+                  _per(main, "context", metric)]
     if main["condition"].nunique() > 1:
         for metric in ("pearson_delta_top100" + CALIBRATED, "r2_top100", "edistance"):
             parts += [f"## {metric} per condition (mean over contexts and seeds)",
-                      markdown_table(main.pivot_table(index="condition", columns="model",
-                                                      values=metric))]
+                      _per(main, "condition", metric)]
     if held.any():
         models = sorted(metrics.loc[held, "model"].unique())
         parts += ["## Conditions never seen in training (mean ± sd over contexts, conditions "
