@@ -30,9 +30,10 @@ import numpy as np
 import pandas as pd
 
 from perturbjax.data import shared_data_dir
-from perturbjax.files import markdown_table, write_text
+from perturbjax.files import write_text
 from perturbjax.metrics.distances import DISTANCES
 from perturbjax.studies import ood
+from perturbjax.studies.report import markdown_table
 
 SCRIPT = Path(__file__).resolve().parent / "peer_metrics.py"
 

@@ -46,7 +46,13 @@ from perturbjax.data import KANG_SPEC, load_kang, shared_data_dir
 from perturbjax.data.splits import HoldOut, hold_out, stratified_validation_mask
 from perturbjax.metrics import HeldOutReference, evaluate_prediction
 from perturbjax.models import scgen
-from perturbjax.models.fitting import ConditionEncoding, batch_of, fit_on_anndata
+from perturbjax.models.fitting import (
+    ConditionEncoding,
+    Task,
+    TrainingPool,
+    batch_of,
+    fit_on_anndata,
+)
 from perturbjax.train import TrainConfig, Trainer
 
 SEEDS = (1, 2, 19193)
@@ -115,7 +121,7 @@ def run_held_out(args: argparse.Namespace, adata, held_out: str, rows_path: Path
     encoding = ConditionEncoding.from_adata(adata, KANG_SPEC)
     model_config = scgen.PUBLISHED[0]
     train_config = _train_config(args.epochs, args.protocol)
-    objective = scgen.build(model_config, adata.n_vars, encoding.labels, encoding.control)
+    objective = scgen.build(model_config, Task.of(adata.n_vars, encoding.labels, encoding.control))
     work = _work_per_epoch(objective, train_config, split, encoding)
     reference = HeldOutReference.build(split.control.X, split.truth.X, split.control.var_names)
     common = {"held_out": held_out, "protocol": args.protocol, "max_epochs": args.epochs,
@@ -126,7 +132,8 @@ def run_held_out(args: argparse.Namespace, adata, held_out: str, rows_path: Path
         start = time.perf_counter()
         result = fit_on_anndata(objective, train_config, split.train, KANG_SPEC, encoding, SEEDS)
         seconds = time.perf_counter() - start
-        predictions = scgen.predict(objective, result, split, KANG_SPEC, encoding, "stimulated")
+        pool = TrainingPool(split.train, KANG_SPEC, encoding)
+        predictions = scgen.predict(objective, result, pool, split.control, "stimulated")
         _append(rows_path, [
             {"implementation": OURS, "seed": seed, **common, "epochs_run": result.epochs_run,
              "train_seconds_all_seeds": seconds,

@@ -29,7 +29,7 @@ from perturbjax.data import (
     shared_data_dir,
 )
 from perturbjax.models import mtae
-from perturbjax.models.fitting import ConditionEncoding, batch_of
+from perturbjax.models.fitting import ConditionEncoding, Task, batch_of
 from perturbjax.train import TrainConfig, Trainer
 
 
@@ -67,7 +67,7 @@ def main() -> None:
     encoding = ConditionEncoding.from_adata(adata, spec)
     data = batch_of(adata, encoding.codes(adata, spec))
     model_config, base = mtae.DEFAULT
-    objective = mtae.build(model_config, adata.n_vars, encoding.labels, encoding.control)
+    objective = mtae.build(model_config, Task.of(adata.n_vars, encoding.labels, encoding.control))
     peak = matmul_peak()
     print(f"data: {name}, {adata.n_obs} cells x {adata.n_vars} genes; devices: {jax.devices()}")
     print(f"matmul peak (float32 2048^3 jnp.dot): {peak:.1f} GFLOP/s\n")

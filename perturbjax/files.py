@@ -35,14 +35,3 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame, index: bool = False) -> None:
     """`frame.to_csv` with the same all-or-nothing guarantee."""
     write_text(path, frame.to_csv(index=index))
-
-
-def markdown_table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
-    """A GitHub-flavoured markdown table of `frame` (index included)."""
-    frame = frame.reset_index()
-    cells = [[floatfmt.format(v) if isinstance(v, float) else str(v) for v in row]
-             for row in frame.itertuples(index=False)]
-    header = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
-    return "\n".join(lines)

@@ -16,7 +16,7 @@ from perturbjax.data.synthetic import SyntheticConfig
 from perturbjax.data.synthetic_designs import MultiDoseConfig, make_multidose_data
 from perturbjax.metrics.calibration import FLOOR_REFERENCES
 from perturbjax.models import BASELINES, LEARNED, scbutterfly, scgen, scpregan, scvidr
-from perturbjax.models.fitting import ConditionEncoding, fit_on_anndata
+from perturbjax.models.fitting import ConditionEncoding, Task, TrainingPool, fit_on_anndata
 from perturbjax.models.latent_arithmetic import balanced_mean, group_means
 from perturbjax.studies.ood import OODConfig, available_models, run
 from perturbjax.train import make_optimizer
@@ -123,8 +123,9 @@ def test_vidr_multi_recovers_the_dose_curve_at_doses_it_did_not_fit():
     encoding = ConditionEncoding.from_adata(adata, spec)
     train_config = dataclasses.replace(scvidr.PUBLISHED[1], epochs=100, batch_size=64)
     split = hold_out(adata, spec, "type_0")
-    objective = scgen.build(SMALL_VAE, adata.n_vars, encoding.labels, encoding.control)
+    objective = scgen.build(SMALL_VAE, Task.of(adata.n_vars, encoding.labels, encoding.control))
     result = fit_on_anndata(objective, train_config, split.train, spec, encoding, seeds=(1,))
+    pool = TrainingPool(split.train, spec, encoding)
     condition = split.truth.obs[spec.condition_key].astype(str).to_numpy()
     doses = sorted(set(condition), key=float)
     control_mean = split.control.X.mean(0)
@@ -134,7 +135,7 @@ def test_vidr_multi_recovers_the_dose_curve_at_doses_it_did_not_fit():
         return float((mean - control_mean) @ top / (top @ top))
 
     real = [fraction(split.truth.X[condition == d].mean(0)) for d in doses[:-1]]
-    predicted = [fraction(scvidr.predict_multi(objective, result, split, spec, encoding,
+    predicted = [fraction(scvidr.predict_multi(objective, result, pool, split.control,
                                                d)[0].mean(0)) for d in doses[:-1]]
     assert np.corrcoef(real, predicted)[0, 1] > 0.95, (real, predicted)
     assert np.max(np.abs(np.subtract(real, predicted))) < 0.25, (real, predicted)
@@ -189,7 +190,7 @@ def _adam_counts(opt_state) -> set[int]:
 def test_one_scpregan_step_is_five_critic_updates_then_one_network_update():
     config = scpregan.ScPreGANConfig(encoder_hidden=(16, 8), latent=4, generator_hidden=(8, 16),
                                      discriminator_hidden=(16, 8))
-    objective = scpregan.build(config, 12, ("control", "stimulated"), "control")
+    objective = scpregan.build(config, Task.of(12, ("control", "stimulated"), "control"))
     cells = jax.random.normal(jax.random.PRNGKey(1), (40, 12))
     batch = {"cells": cells, "source_row": jnp.arange(0, 12), "target_row": jnp.arange(20, 32)}
     params, model_state = objective.init(jax.random.PRNGKey(2), batch)
@@ -218,7 +219,7 @@ def _changed(before: dict, after: dict) -> set[str]:
 def test_scbutterfly_trains_each_autoencoder_then_the_translator_with_its_discriminators():
     config = scbutterfly.ScButterflyConfig(control_hidden=(16,), perturbed_hidden=(8,),
                                            latent=8, pretrain_epochs=2)
-    objective = scbutterfly.build(config, 10, ("control", "stimulated"), "control")
+    objective = scbutterfly.build(config, Task.of(10, ("control", "stimulated"), "control"))
     cells = jax.random.normal(jax.random.PRNGKey(0), (32, 10))
     batch = {"cells": cells, "source_row": jnp.arange(16), "target_row": jnp.arange(16, 32)}
     params, model_state = objective.init(jax.random.PRNGKey(1), batch)

@@ -5,7 +5,7 @@ import pytest
 
 from perturbjax.data import SYNTHETIC_SPEC, hold_out
 from perturbjax.models import mtae
-from perturbjax.models.fitting import ConditionEncoding, fit_on_anndata, predict_anndata
+from perturbjax.models.fitting import ConditionEncoding, Task, fit_on_anndata, predict_anndata
 from perturbjax.train import TrainConfig
 
 CONFIG = TrainConfig(epochs=2, batch_size=16, learning_rates=(1e-3,), patience=None)
@@ -25,7 +25,7 @@ def test_predictions_come_back_as_anndata_with_the_input_obs(tiny_adata):
     split = hold_out(tiny_adata, SYNTHETIC_SPEC, "type_2")
     encoding = ConditionEncoding.from_adata(tiny_adata, SYNTHETIC_SPEC)
     model = dataclasses.replace(mtae.DEFAULT[0], hidden=(8,), latent=4)
-    objective = mtae.build(model, tiny_adata.n_vars, encoding.labels, encoding.control)
+    objective = mtae.build(model, Task.of(tiny_adata.n_vars, encoding.labels, encoding.control))
     result = fit_on_anndata(objective, CONFIG, split.train, SYNTHETIC_SPEC, encoding, [1, 5])
     preds = predict_anndata(objective, result, split.control, SYNTHETIC_SPEC, encoding,
                             "stimulated")

@@ -3,11 +3,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from perturbjax.models import LEARNED, mtae
+from perturbjax.models.fitting import Task
 from perturbjax.nn.layers import FiLM
 
 
 def _init(config, n_genes=30, n_conditions=3, batch=4):
-    objective = mtae.build(config, n_genes, tuple(f"c{i}" for i in range(n_conditions)), "c0")
+    objective = mtae.build(config, Task.of(n_genes, [f"c{i}" for i in range(n_conditions)], "c0"))
     data = {"x": jnp.ones((batch, n_genes)), "condition": jnp.zeros(batch, jnp.int32)}
     params, state = objective.init(jax.random.PRNGKey(0), data)
     return objective, params, state, data

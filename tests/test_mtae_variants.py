@@ -13,6 +13,7 @@ from perturbjax.data.designs import SPECIES_SPEC
 from perturbjax.models import LEARNED, MULTI_TASK, mtae
 from perturbjax.models.fitting import (
     ConditionEncoding,
+    Task,
     fit_on_anndata,
     fit_on_pairs,
     pair_table,
@@ -37,7 +38,7 @@ def _batch(n=16, genes=12, seed=0):
 
 
 def _setup(config, batch):
-    objective = mtae.build(config, batch["x"].shape[1], LABELS, "control")
+    objective = mtae.build(config, Task.of(batch["x"].shape[1], LABELS, "control"))
     params, state = objective.init(jax.random.PRNGKey(0), batch)
     tx = make_optimizer(1e-2, TINY_TRAIN)
     return objective, params, state, objective.init_optimizer(tx, params), tx
@@ -67,10 +68,10 @@ def test_every_variant_is_registered_with_thesis_and_default_configurations():
 
 def test_thesis_kl_weight_is_scaled_by_batch_over_training_cells():
     vae = LEARNED["mtvae"].config("thesis")[0]
-    assert mtae.build(vae, 10, LABELS, "control", n_train=3200).kl_weight == pytest.approx(
+    assert mtae.build(vae, Task.of(10, LABELS, "control", n_cells=3200)).kl_weight == pytest.approx(
         0.004 * 32 / 3200)
     with pytest.raises(ValueError, match="pass n_train"):
-        mtae.build(vae, 10, LABELS, "control")
+        mtae.build(vae, Task.of(10, LABELS, "control"))
 
 
 def test_log_dose_conditioning_reads_log1p_of_the_dose_labels():
@@ -190,7 +191,7 @@ def test_pair_table_pairs_each_control_within_its_species_and_condition(species)
 def test_plus_ot_fine_tuning_starts_from_the_pretrained_parameters(species):
     encoding = ConditionEncoding.from_adata(species, SPECIES_SPEC)
     config = dataclasses.replace(DETERMINISTIC, hidden=(8,))
-    objective = mtae.build(config, species.n_vars, encoding.labels, encoding.control)
+    objective = mtae.build(config, Task.from_pool(species, SPECIES_SPEC, encoding))
     pretrained = fit_on_anndata(objective, TINY_TRAIN, species, SPECIES_SPEC, encoding, [1, 2])
     # A step of ~1e-12 (Adam's steps are about the learning rate): the fit stays where it began.
     barely = dataclasses.replace(TINY_TRAIN, epochs=1, learning_rates=(1e-12,))

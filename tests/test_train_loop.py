@@ -12,7 +12,7 @@ import pytest
 
 from perturbjax.data import SYNTHETIC_SPEC
 from perturbjax.models import mtae
-from perturbjax.models.fitting import ConditionEncoding, batch_of
+from perturbjax.models.fitting import ConditionEncoding, Task, batch_of
 from perturbjax.train import (
     CheckpointMismatchError,
     Folds,
@@ -35,7 +35,7 @@ def batches(tiny_adata):
     codes = encoding.codes(tiny_adata, SYNTHETIC_SPEC)
     val = np.arange(tiny_adata.n_obs) % 5 == 0
     return (batch_of(tiny_adata[~val], codes[~val]), batch_of(tiny_adata[val], codes[val]),
-            mtae.build(TINY_MODEL, tiny_adata.n_vars, encoding.labels, encoding.control))
+            mtae.build(TINY_MODEL, Task.of(tiny_adata.n_vars, encoding.labels, encoding.control)))
 
 
 def _leaves(tree):
@@ -199,7 +199,7 @@ def test_seed_axis_shards_over_two_devices_with_the_same_result(tmp_path):
         import jax, numpy as np
         from perturbjax.data import SYNTHETIC_SPEC, make_perturbation_data
         from perturbjax.models import mtae
-        from perturbjax.models.fitting import ConditionEncoding, batch_of
+        from perturbjax.models.fitting import ConditionEncoding, Task, batch_of
         from tests.conftest import TINY
         from tests.test_train_loop import CONFIG, TINY_MODEL
         from perturbjax.train import fit
@@ -207,7 +207,7 @@ def test_seed_axis_shards_over_two_devices_with_the_same_result(tmp_path):
         adata = make_perturbation_data(TINY)
         enc = ConditionEncoding.from_adata(adata, SYNTHETIC_SPEC)
         codes = enc.codes(adata, SYNTHETIC_SPEC)
-        objective = mtae.build(TINY_MODEL, adata.n_vars, enc.labels, enc.control)
+        objective = mtae.build(TINY_MODEL, Task.of(adata.n_vars, enc.labels, enc.control))
         data = batch_of(adata, codes)
         both = fit(objective, data, data, [1, 2], CONFIG)
         one = fit(objective, data, data, [2], CONFIG)

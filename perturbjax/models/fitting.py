@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import anndata as ad
 import jax
@@ -21,10 +22,10 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 from perturbjax.data.schema import PerturbationSpec
-from perturbjax.data.splits import HoldOut, is_control, stratified_validation_mask
+from perturbjax.data.splits import is_control, stratified_validation_mask
 from perturbjax.ot import PairingConfig, pair_cells
 from perturbjax.train.loop import FitResult, TrainConfig, fit, predict_members
-from perturbjax.train.objective import Batch, Objective
+from perturbjax.train.objective import Objective
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,11 +58,65 @@ class ConditionEncoding:
         return codes.astype(np.int32)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingPool:
+    """The cells a model trains on, with their schema and condition codes."""
+
+    cells: ad.AnnData
+    spec: PerturbationSpec
+    encoding: ConditionEncoding
+
+    def task(self) -> Task:
+        return Task.from_pool(self.cells, self.spec, self.encoding)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What a model is built for: its genes, condition codes, training contexts and the
+    number of training cells (the one input every `build` takes besides its configuration)."""
+
+    genes: tuple[str, ...]
+    encoding: ConditionEncoding
+    contexts: tuple[str, ...] = ()
+    n_cells: int | None = None
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.genes)
+
+    @classmethod
+    def of(cls, n_genes: int, labels: Sequence[str], control: str,
+           n_cells: int | None = None) -> Task:
+        """A task over genes named by position (for models built outside a data set)."""
+        return cls(tuple(f"gene_{i}" for i in range(n_genes)),
+                   ConditionEncoding(tuple(labels), control), n_cells=n_cells)
+
+    @classmethod
+    def from_pool(cls, train: ad.AnnData, spec: PerturbationSpec,
+                  encoding: ConditionEncoding) -> Task:
+        """The task of training on the cells of `train`."""
+        return cls(tuple(map(str, train.var_names)), encoding,
+                   tuple(sorted(train.obs[spec.context_key].astype(str).unique())), train.n_obs)
+
+
+class CellBatch(TypedDict, total=False):
+    """The arrays a cell model's objective sees per mini-batch (its rows gathered, the shared
+    and fold arrays whole). A table of cells carries `x`; a pair table carries `source_row` and
+    `target_row` into the shared `cells`; `condition` is the target's condition code."""
+
+    x: jax.Array  # (rows, genes) expression
+    condition: jax.Array  # (rows,) int32 condition code (`ConditionEncoding`)
+    context: jax.Array  # (rows,) int32 context code (`context_codes`)
+    source_row: jax.Array  # (rows,) int32: the input cell's row of `cells`
+    target_row: jax.Array  # (rows,) int32: the target cell's row of `cells`
+    cells: jax.Array  # (cells, genes), shared: the pool a pair table indexes
+
+
 def batch_of(adata: ad.AnnData, codes: np.ndarray,
-             contexts: np.ndarray | None = None) -> Batch:
+             contexts: np.ndarray | None = None) -> CellBatch:
     """Device arrays of expression and condition codes (and context codes, if given)."""
-    batch = {"x": jnp.asarray(np.asarray(adata.X, np.float32)),
-             "condition": jnp.asarray(codes, jnp.int32)}
+    batch = CellBatch(x=jnp.asarray(np.asarray(adata.X, np.float32)),
+                      condition=jnp.asarray(codes, jnp.int32))
     if contexts is not None:
         batch["context"] = jnp.asarray(contexts, jnp.int32)
     return batch
@@ -96,7 +151,7 @@ def pairing_coordinates(adata: ad.AnnData, n_components: int = 50, seed: int = 0
 
 def pair_table(rows: np.ndarray, coordinates: np.ndarray, adata: ad.AnnData,
                spec: PerturbationSpec, encoding: ConditionEncoding,
-               pairing: PairingConfig, seed: int = 0, self_pairs: bool = True) -> Batch:
+               pairing: PairingConfig, seed: int = 0, self_pairs: bool = True) -> CellBatch:
     """Training rows for cells `rows` of `adata`: each control cell -> its OT partner under
     every perturbed condition of its context, and (with `self_pairs`) -> itself under
     control. `source_row` and `target_row` index `adata`'s rows; `condition` is the target's
@@ -108,13 +163,13 @@ def pair_table(rows: np.ndarray, coordinates: np.ndarray, adata: ad.AnnData,
     controls = rows[condition == str(spec.control_value)] if self_pairs else rows[:0]
     source = np.concatenate([rows[pairs.control], controls])
     target = np.concatenate([rows[pairs.partner], controls])
-    return {"source_row": jnp.asarray(source, jnp.int32),
-            "target_row": jnp.asarray(target, jnp.int32),
-            "condition": jnp.asarray(encoding.codes(adata, spec)[target], jnp.int32)}
+    return CellBatch(source_row=jnp.asarray(source, jnp.int32),
+                     target_row=jnp.asarray(target, jnp.int32),
+                     condition=jnp.asarray(encoding.codes(adata, spec)[target], jnp.int32))
 
 
 def unpaired_table(rows: np.ndarray, adata: ad.AnnData, spec: PerturbationSpec,
-                   seed: int = 0) -> Batch:
+                   seed: int = 0) -> CellBatch:
     """Training rows for a model of two unpaired domains (scPreGAN): the control cells and
     the perturbed cells among `rows` of `adata`, each domain shuffled and the smaller one
     cycled to the larger one's size, side by side. `source_row` is a control cell and
@@ -127,11 +182,11 @@ def unpaired_table(rows: np.ndarray, adata: ad.AnnData, spec: PerturbationSpec,
     rng = np.random.default_rng(seed)
     size = max(map(len, domains))
     source, target = (np.resize(rng.permutation(d), size) for d in domains)
-    return {"source_row": jnp.asarray(source, jnp.int32),
-            "target_row": jnp.asarray(target, jnp.int32)}
+    return CellBatch(source_row=jnp.asarray(source, jnp.int32),
+                     target_row=jnp.asarray(target, jnp.int32))
 
 
-def source_and_target(batch: Batch) -> tuple[jax.Array, jax.Array]:
+def source_and_target(batch: CellBatch) -> tuple[jax.Array, jax.Array]:
     """(input cells, target cells) of a batch: a pair table's rows of the shared `cells`
     (see `pair_table`), or `x` as its own target."""
     if "source_row" in batch:
@@ -162,7 +217,7 @@ def fit_on_pairs(objective: Objective, train_config: TrainConfig, train: ad.AnnD
         coordinates = pairing_coordinates(train)
         tables = [pair_table(np.flatnonzero(mask), coordinates, train, spec, encoding,
                              pairing, self_pairs=self_pairs) for mask in (~val, val)]
-    cells = {"cells": jnp.asarray(np.asarray(train.X, np.float32))}
+    cells = CellBatch(cells=jnp.asarray(np.asarray(train.X, np.float32)))
     return fit(objective, tables[0], tables[1], seeds, train_config, workdir=workdir,
                fingerprint=fingerprint, shared=cells, warm_start=warm_start)
 
@@ -184,10 +239,9 @@ def predict_anndata(objective: Objective, result: FitResult, control: ad.AnnData
     return out
 
 
-def predict_decoded(objective: Objective, result: FitResult, split: HoldOut,
-                    spec: PerturbationSpec, encoding: ConditionEncoding,
-                    condition: str) -> list[np.ndarray]:
-    """The default prediction of a conditional model: one array per member, the held-out
-    control cells decoded under `condition`."""
-    return [p.X for p in predict_anndata(objective, result, split.control, spec, encoding,
+def predict_decoded(objective: Objective, result: FitResult, pool: TrainingPool,
+                    control: ad.AnnData, condition: str) -> list[np.ndarray]:
+    """The default prediction of a conditional model: one array per member, the control
+    cells decoded under `condition`."""
+    return [p.X for p in predict_anndata(objective, result, control, pool.spec, pool.encoding,
                                          condition)]

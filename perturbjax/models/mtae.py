@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from perturbjax.models.fitting import source_and_target
+from perturbjax.models.family import FitSettings
+from perturbjax.models.fitting import Task, source_and_target
 from perturbjax.nn.layers import Decoder, Discriminator, Encoder
 from perturbjax.train import alternating
 from perturbjax.train.loop import TrainConfig
@@ -325,21 +326,27 @@ def condition_vectors(labels: tuple[str, ...], conditioning: str) -> np.ndarray:
     return np.log1p(doses)[:, None].astype(np.float32)
 
 
-def build(config: MTAeConfig, n_genes: int, labels: tuple[str, ...], control: str,
-          n_train: int | None = None, n_contexts: int = 0) -> MTAeObjective:
-    """The trainable objective over the sorted condition `labels` (control among them);
-    `n_train` (training cells) is needed only for the seed's KL scaling (`kl_batch`);
-    `n_contexts` is not used (the family reads no context)."""
-    if control not in labels:
-        raise ValueError(f"the control condition '{control}' is not among {list(labels)}")
+def adjust(config: MTAeConfig, settings: FitSettings) -> MTAeConfig:
+    """The study's condition vector; on doses, the original code's multi-dose models first
+    embed the condition (Dense 16 + LeakyReLU)."""
+    config = dataclasses.replace(config, conditioning=settings.conditioning)
+    if settings.doses and settings.configuration == "thesis":
+        config = dataclasses.replace(config, film_embedding=16)
+    return config
+
+
+def build(config: MTAeConfig, task: Task) -> MTAeObjective:
+    """The trainable objective over the task's condition codes; the task's cell count is
+    needed only for the original code's KL scaling (`kl_batch`)."""
     kl_weight = config.kl_weight
     if config.kl_batch:
-        if not n_train:
-            raise ValueError("MTAeConfig.kl_batch scales the KL weight by kl_batch / n_train: "
-                             "pass n_train")
-        kl_weight *= config.kl_batch / n_train
-    vectors = condition_vectors(labels, config.conditioning)
+        if not task.n_cells:
+            raise ValueError("MTAeConfig.kl_batch scales the KL weight by kl_batch / the "
+                             "training cells: the task must give n_cells")
+        kl_weight *= config.kl_batch / task.n_cells
+    encoding = task.encoding
+    vectors = condition_vectors(encoding.labels, config.conditioning)
     objective = (AdversarialMTAeObjective if config.discriminator != "none" else MTAeObjective)
-    return objective(MTAe(config, n_genes),
+    return objective(MTAe(config, task.n_genes),
                      condition_vectors=tuple(map(tuple, vectors.tolist())),
-                     control_code=labels.index(control), kl_weight=kl_weight)
+                     control_code=encoding.code(encoding.control), kl_weight=kl_weight)

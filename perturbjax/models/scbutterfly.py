@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from perturbjax.models.fitting import source_and_target
+from perturbjax.models.fitting import Task, source_and_target
 from perturbjax.nn.conventions import PYTORCH_XAVIER
 from perturbjax.nn.layers import DenseBlock, leaky_relu
 from perturbjax.train import alternating
@@ -376,9 +376,6 @@ PUBLISHED = (
 CONFIGS = {"default": PUBLISHED, "thesis": PUBLISHED}
 
 
-def build(config: ScButterflyConfig, n_genes: int, labels: tuple[str, ...], control: str,
-          n_train: int | None = None, n_contexts: int = 0) -> ScButterflyObjective:
+def build(config: ScButterflyConfig, task: Task) -> ScButterflyObjective:
     """The trainable objective (trained on OT pairs; contexts are not read)."""
-    if control not in labels:
-        raise ValueError(f"the control condition '{control}' is not among {list(labels)}")
-    return ScButterflyObjective(ScButterfly(config, n_genes), n_genes=n_genes)
+    return ScButterflyObjective(ScButterfly(config, task.n_genes), n_genes=task.n_genes)

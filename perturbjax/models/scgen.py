@@ -18,14 +18,13 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+import anndata as ad
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from perturbjax.data.schema import PerturbationSpec
-from perturbjax.data.splits import HoldOut
-from perturbjax.models.fitting import ConditionEncoding
+from perturbjax.models.fitting import Task, TrainingPool
 from perturbjax.models.latent_arithmetic import balanced_mean, member_decode, member_latents
 from perturbjax.nn.conventions import SCVI_TOOLS
 from perturbjax.nn.layers import Decoder, Encoder
@@ -127,17 +126,15 @@ PUBLISHED = (
 CONFIGS = {"default": PUBLISHED, "thesis": PUBLISHED}
 
 
-def build(config: ScGenConfig, n_genes: int, labels: tuple[str, ...], control: str,
-          n_train: int | None = None, n_contexts: int = 0) -> ScGenObjective:
+def build(config: ScGenConfig, task: Task) -> ScGenObjective:
     """The trainable objective (conditions and contexts play no part in scGen's training)."""
-    return ScGenObjective(ScGenVAE(config, n_genes), kl_weight=config.kl_weight)
+    return ScGenObjective(ScGenVAE(config, task.n_genes), kl_weight=config.kl_weight)
 
 
-def predict(objective: ScGenObjective, result: FitResult, split: HoldOut,
-            spec: PerturbationSpec, encoding: ConditionEncoding,
-            condition: str) -> list[np.ndarray]:
+def predict(objective: ScGenObjective, result: FitResult, pool: TrainingPool,
+            control: ad.AnnData, condition: str) -> list[np.ndarray]:
     """One prediction per member: decode(z(control) + balanced delta of `condition`)."""
-    train = split.train
+    train, spec = pool.cells, pool.spec
     conditions = train.obs[spec.condition_key].astype(str).to_numpy()
     contexts = train.obs[spec.context_key].astype(str).to_numpy()
     perturbed, controls = conditions == condition, conditions == str(spec.control_value)
@@ -146,5 +143,5 @@ def predict(objective: ScGenObjective, result: FitResult, split: HoldOut,
     latents = member_latents(objective, result, train.X)
     delta = (balanced_mean(latents[:, perturbed], contexts[perturbed])
              - balanced_mean(latents[:, controls], contexts[controls]))
-    z = member_latents(objective, result, split.control.X) + delta[:, None, :]
+    z = member_latents(objective, result, control.X) + delta[:, None, :]
     return list(member_decode(objective, result, z))

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from perturbjax.models.fitting import source_and_target
+from perturbjax.models.fitting import Task, source_and_target
 from perturbjax.nn.conventions import PYTORCH
 from perturbjax.nn.layers import DenseBlock, Discriminator
 from perturbjax.train import alternating
@@ -308,9 +308,6 @@ PUBLISHED = (
 CONFIGS = {"default": PUBLISHED, "thesis": PUBLISHED}
 
 
-def build(config: ScPreGANConfig, n_genes: int, labels: tuple[str, ...], control: str,
-          n_train: int | None = None, n_contexts: int = 0) -> ScPreGANObjective:
+def build(config: ScPreGANConfig, task: Task) -> ScPreGANObjective:
     """The trainable objective (conditions and contexts play no part in its losses)."""
-    if control not in labels:
-        raise ValueError(f"the control condition '{control}' is not among {list(labels)}")
-    return ScPreGANObjective(ScPreGAN(config, n_genes))
+    return ScPreGANObjective(ScPreGAN(config, task.n_genes))

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import anndata as ad
 import numpy as np
 from sklearn.linear_model import LinearRegression
 
-from perturbjax.data.schema import PerturbationSpec
-from perturbjax.data.splits import HoldOut
 from perturbjax.models import scgen
-from perturbjax.models.fitting import ConditionEncoding
+from perturbjax.models.fitting import TrainingPool
 from perturbjax.models.latent_arithmetic import group_means, member_decode, member_latents
 from perturbjax.train.loop import FitResult
 
@@ -49,23 +48,22 @@ def regressed_delta(latents: np.ndarray, contexts: np.ndarray, conditions: np.nd
                      for c, d, t in zip(control_means, deltas, centroid, strict=True)])
 
 
-def _predict(objective: scgen.ScGenObjective, result: FitResult, split: HoldOut,
-             spec: PerturbationSpec, fitted: str, scale: float) -> list[np.ndarray]:
+def _predict(objective: scgen.ScGenObjective, result: FitResult, pool: TrainingPool,
+             control: ad.AnnData, fitted: str, scale: float) -> list[np.ndarray]:
     """decode(z(control) + scale x the regressed delta of condition `fitted`)."""
-    train = split.train
+    train, spec = pool.cells, pool.spec
     latents = member_latents(objective, result, train.X)
-    z_control = member_latents(objective, result, split.control.X)
+    z_control = member_latents(objective, result, control.X)
     delta = regressed_delta(latents, train.obs[spec.context_key].astype(str).to_numpy(),
                             train.obs[spec.condition_key].astype(str).to_numpy(),
                             str(spec.control_value), fitted, z_control.mean(axis=1))
     return list(member_decode(objective, result, z_control + scale * delta[:, None, :]))
 
 
-def predict_single(objective: scgen.ScGenObjective, result: FitResult, split: HoldOut,
-                   spec: PerturbationSpec, encoding: ConditionEncoding,
-                   condition: str) -> list[np.ndarray]:
+def predict_single(objective: scgen.ScGenObjective, result: FitResult, pool: TrainingPool,
+                   control: ad.AnnData, condition: str) -> list[np.ndarray]:
     """vidrSingle: one prediction per member for `condition`."""
-    return _predict(objective, result, split, spec, condition, 1.0)
+    return _predict(objective, result, pool, control, condition, 1.0)
 
 
 def dose_scale(dose: float, highest: float) -> float:
@@ -73,12 +71,12 @@ def dose_scale(dose: float, highest: float) -> float:
     return float(np.log1p(dose) / np.log1p(highest))
 
 
-def predict_multi(objective: scgen.ScGenObjective, result: FitResult, split: HoldOut,
-                  spec: PerturbationSpec, encoding: ConditionEncoding,
-                  condition: str) -> list[np.ndarray]:
+def predict_multi(objective: scgen.ScGenObjective, result: FitResult, pool: TrainingPool,
+                  control: ad.AnnData, condition: str) -> list[np.ndarray]:
     """vidrMult: the regressed vector of the highest training dose, scaled to `condition`
     (labels must be doses)."""
-    seen = set(split.train.obs[spec.condition_key].astype(str))
+    spec = pool.spec
+    seen = set(pool.cells.obs[spec.condition_key].astype(str))
     labels = sorted(seen - {str(spec.control_value)})
     try:
         doses = {label: float(label) for label in [*labels, condition]}
@@ -86,5 +84,5 @@ def predict_multi(objective: scgen.ScGenObjective, result: FitResult, split: Hol
         raise ValueError(f"vidrMult needs numeric dose labels in obs '{spec.condition_key}'; "
                          f"got {[*labels, condition]}") from error
     highest = max(labels, key=doses.get)
-    return _predict(objective, result, split, spec, highest,
+    return _predict(objective, result, pool, control, highest,
                     dose_scale(doses[condition], doses[highest]))

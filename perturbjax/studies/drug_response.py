@@ -60,9 +60,10 @@ from perturbjax.drug.gpds import (
     top_gene_sets,
 )
 from perturbjax.errors import RunValidationError, seed_problem
-from perturbjax.files import markdown_table, write_csv, write_text
+from perturbjax.files import write_csv, write_text
 from perturbjax.linear import RidgeCV
 from perturbjax.models.mlp_regressor import MLPRegressor
+from perturbjax.studies.report import markdown_table
 from perturbjax.train.grid import (
     SEED_GRID,
     FoldData,

@@ -17,18 +17,14 @@ encoding (`conditioning="log_dose"`) can predict them directly.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
-from perturbjax import plots
 from perturbjax.data import (
     NAULT_SPEC,
     SPECIES_SPEC,
@@ -51,43 +47,33 @@ from perturbjax.data.fingerprint import content_hash
 from perturbjax.data.schema import DataValidationError
 from perturbjax.data.splits import HoldOut
 from perturbjax.errors import RunValidationError
-from perturbjax.files import markdown_table, write_csv, write_text
-from perturbjax.metrics import HeldOutReference, evaluate_prediction, penalty_ranking
+from perturbjax.files import write_csv, write_text
+from perturbjax.metrics import HeldOutReference, evaluate_prediction
 from perturbjax.metrics.calibration import (
-    CALIBRATED,
     CEILING,
     FLOOR_REFERENCES,
     Ceiling,
     add_discrimination,
     calibrate,
-    floor_models,
 )
-from perturbjax.metrics.distances import DISTANCES
 from perturbjax.metrics.evaluate import evaluation_ceiling
-from perturbjax.metrics.response import RESPONSE_METRICS, mean_response
-from perturbjax.models import LEARNED, REFERENCES, ModelFamily, check_model_names
-from perturbjax.models.fitting import ConditionEncoding, fit_on_anndata, fit_on_pairs
-from perturbjax.models.mtae import MTAeConfig
+from perturbjax.metrics.response import mean_response
+from perturbjax.models import LEARNED, REFERENCES, Batching, FitSettings, check_model_names
+from perturbjax.models.fitting import ConditionEncoding, TrainingPool
 from perturbjax.ot import PairingConfig
-from perturbjax.studies.ood_checks import Batching, config_problems, data_problems
+from perturbjax.studies.ood_checks import config_problems, data_problems
+from perturbjax.studies.ood_report import (
+    NEAREST,
+    summarize,
+    write_context_figures,
+    write_run_figures,
+)
+from perturbjax.studies.report import write_config, write_report
 from perturbjax.studies.run_record import RUN_FILE, claim_workdir, write_record
-from perturbjax.train.loop import FitResult, TrainConfig
-from perturbjax.train.objective import Objective
 
 log = logging.getLogger("perturbjax")
 
-# The response metrics (`metrics.response`), led by the discrimination across contexts.
-RESPONSE_SUMMARY = [*RESPONSE_METRICS, "discrimination"]
-HEADLINE = ["pearson_delta_top100", "r2_delta_top100", "degs_robust"]  # per-context tables
-# The source documents' metrics and ranking.
-RANKED_METRICS = ["degs", "r2_all", "r2_top20", "r2_top100", *DISTANCES]
-SUMMARY_METRICS = ["degs", "degs_abs", "r2_all", "r2_top20", "r2_top100", "r2_top100_sub",
-                   "edistance", "edistance_ratio", "euclidean", "mmd_rbf", "wasserstein"]
-HELD_OUT_DOSE_METRICS = ["mse_means", "r2_all", "r2_top100", "euclidean", "edistance"]
 DESIGNS = ("single", "multidose", "species")
-# Model schedules counted in epochs: phases, and scButterfly's KL warm-up.
-SCHEDULE_FIELDS = ("pretrain_epochs", "discriminator_epochs", "kl_warmup_epochs")
-NEAREST = "@nearest"  # suffix of a model's prediction with the nearest seen dose
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,109 +184,22 @@ def _predict_reference(model: str, split: HoldOut, config: OODConfig,
             {c: [{"seed": None}] for c in conditions})
 
 
-def _configured(family: ModelFamily, config: OODConfig) -> tuple[Any, TrainConfig]:
-    """The family's named configuration with the study's overrides applied."""
-    model_config, train_config = family.config(config.configuration)
-    if isinstance(model_config, MTAeConfig):
-        model_config = dataclasses.replace(model_config, conditioning=config.conditioning)
-        if config.design == "multidose" and config.configuration == "thesis":
-            # The seed's multi-dose models first embed the condition: Dense 16 + LeakyReLU.
-            model_config = dataclasses.replace(model_config, film_embedding=16)
-    if config.epochs is not None:
-        # A phase schedule (epochs of pre-training, of the discriminator alone) keeps its
-        # proportions of the shortened or lengthened run.
-        phases = {name: round(getattr(model_config, name) * config.epochs / train_config.epochs)
-                  for name in SCHEDULE_FIELDS if hasattr(model_config, name)}
-        model_config = dataclasses.replace(model_config, **phases)
-        train_config = dataclasses.replace(train_config, epochs=config.epochs)
-    return model_config, dataclasses.replace(train_config,
-                                             checkpoint_every=config.checkpoint_every)
-
-
-def _fit_family(family: ModelFamily, model_config: Any, train_config: TrainConfig,
-                train: ad.AnnData, config: OODConfig, encoding: ConditionEncoding,
-                checkpoints: Path, fingerprint: dict) -> tuple[Objective, FitResult]:
-    """Train every seed of one family on `train` as one program (pairs per its pairing)."""
-    objective = family.build(model_config, train.n_vars, encoding.labels, encoding.control,
-                             n_train=train.n_obs,
-                             n_contexts=train.obs[config.spec.context_key].nunique())
-    if family.pairing == "unpaired":
-        return objective, fit_on_pairs(objective, train_config, train, config.spec, encoding,
-                                       config.seeds, workdir=checkpoints, unpaired=True,
-                                       fingerprint={**fingerprint, "pairing": "unpaired"})
-    result = None
-    if family.pairing != "ot":
-        result = fit_on_anndata(objective, train_config, train, config.spec, encoding,
-                                config.seeds, workdir=checkpoints, fingerprint=fingerprint)
-    if family.pairing != "none":
-        result = fit_on_pairs(objective, train_config, train, config.spec, encoding,
-                              config.seeds, config.pairing, workdir=checkpoints / "pairs",
-                              fingerprint={**fingerprint, "pairing": family.pairing,
-                                           **dataclasses.asdict(config.pairing)},
-                              warm_start=result, self_pairs=family.self_pairs)
-    return objective, result
+def fit_settings(config: OODConfig) -> FitSettings:
+    """What the run sets on every learned model."""
+    return FitSettings(configuration=config.configuration, epochs=config.epochs,
+                       checkpoint_every=config.checkpoint_every,
+                       conditioning=config.conditioning, doses=config.design == "multidose",
+                       pairing=config.pairing)
 
 
 def _predict_learned(model: str, split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
                      conditions: list[str], workdir: Path) -> tuple[Predictions, Runs]:
-    """Train every seed of a learned model as one program, then predict each condition.
-
-    A single-perturbation model (`per_condition`) on data with several perturbed conditions
-    is trained once per condition, on the control cells and that condition's cells."""
-    family = LEARNED[model]
-    model_config, train_config = _configured(family, config)
-    fingerprint = {"model": model, "configuration": config.configuration,
-                   "model_config": dataclasses.asdict(model_config)}
-    checkpoints = workdir / "checkpoints" / model / split.context
-    labels = split.train.obs[config.spec.condition_key].astype(str)
-    perturbed = set(labels) - {encoding.control}
-    jobs = [(split, encoding, conditions, checkpoints)]
-    if family.per_condition and len(perturbed) > 1:
-        jobs = []
-        for c in conditions:
-            keep = labels.isin([encoding.control, c]).to_numpy()
-            jobs.append((dataclasses.replace(split, train=split.train[keep].copy()),
-                         ConditionEncoding(tuple(sorted([encoding.control, c])),
-                                           encoding.control),
-                         [c], checkpoints / f"condition_{c}"))
-    predictions, runs = {}, {}
-    for task, task_encoding, task_conditions, task_checkpoints in jobs:
-        started = time.perf_counter()
-        trained_on = {"data": content_hash(task.train, [config.spec.context_key,
-                                                        config.spec.condition_key])}
-        objective, result = _fit_family(family, model_config, train_config, task.train, config,
-                                        task_encoding, task_checkpoints,
-                                        fingerprint | trained_on)
-        seconds = time.perf_counter() - started
-        for c in task_conditions:
-            predictions[c] = family.predict(objective, result, task, config.spec,
-                                            task_encoding, c)
-            runs[c] = [{"seed": seed, "epochs_run": result.epochs_run,
-                        "best_epoch": int(best) + 1, "learning_rate": float(lr),
-                        "train_seconds": seconds}
-                       for seed, best, lr in zip(result.seeds, result.best_epoch,
-                                                 result.learning_rate, strict=True)]
-    return predictions, runs
-
-
-def _write_figures(split: HoldOut, references: dict[str, HeldOutReference],
-                   first_seed: dict[str, dict[str, np.ndarray]], workdir: Path) -> None:
-    for condition, predictions in first_seed.items():
-        ref = references[condition]
-        tag = f"{split.context}_{condition}".replace("/", "_").replace(" ", "_")
-        title = f"held out {split.context}, {condition}"
-        plots.effect_scatter(ref.response.response,
-                             {name: mean_response(p, ref.response.control_mean)
-                              for name, p in predictions.items()},
-                             ref.response.top(100), workdir / "figures" / f"response_{tag}.png",
-                             title=f"{title}: predicted vs real response (top-100 DEGs marked)",
-                             xlabel="real response d_R", ylabel="predicted response d_P")
-        plots.mean_scatter(ref.real, predictions, ref.subsets["top100"],
-                           workdir / "figures" / f"means_{tag}.png", title=title)
-        projected = {name: ref.pca.transform(p) for name, p in predictions.items()}
-        plots.embedding_scatter({"control": ref.control_pcs, "real": ref.real_pcs, **projected},
-                                workdir / "figures" / f"pca_{tag}.png",
-                                title=f"{title} (PCA of real cells)")
+    """Train every seed of a learned model as one program, then predict each condition."""
+    fitted = LEARNED[model].fit(TrainingPool(split.train, config.spec, encoding), config.seeds,
+                                fit_settings(config), workdir / "checkpoints" / model /
+                                split.context, conditions=conditions)
+    return ({c: fitted.predict(split.control, c) for c in conditions},
+            {c: fitted.runs(c) for c in conditions})
 
 
 def nearest_seen_condition(condition: str, seen: list[str]) -> str:
@@ -398,130 +297,14 @@ def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEnco
     for row in scored.rows:  # the context's whole scoring: references, ceilings, every row
         row["scoring_seconds"] = scoring_seconds
     if config.figures:
-        _write_figures(split, references, first_seed, workdir)
+        write_context_figures(split, references, first_seed, workdir)
     return scored
-
-
-def _mean_sd_table(metrics: pd.DataFrame, columns: list[str], order) -> pd.DataFrame:
-    stats = metrics.groupby("model")[columns].agg(["mean", "std"])
-    table = pd.DataFrame(index=stats.index)
-    for metric in columns:
-        mean, sd = stats[(metric, "mean")], stats[(metric, "std")].fillna(0.0)
-        table[metric] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd, strict=True)]
-    return table.loc[[m for m in order if m in table.index]]
-
-
-def _ceiling_row(metrics: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The replicate ceiling as one more row of a raw-value table (mean ± sd over contexts
-    and conditions; one value per context, as it has no seed)."""
-    per_context = metrics.drop_duplicates(["context", "condition"])
-    ceilings = per_context[[c + CEILING for c in columns]].set_axis(columns, axis=1)
-    return _mean_sd_table(ceilings.assign(model="replicate ceiling"), columns,
-                          ["replicate ceiling"])
-
-
-def _per(metrics: pd.DataFrame, index: str, metric: str) -> str:
-    """A markdown table of `metric` per `index` value (rows) and model (columns), the mean
-    over everything else."""
-    return markdown_table(metrics.pivot_table(index=index, columns="model", values=metric))
-
-
-def rankings(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Both rankings, by model: the penalty ranking on the calibrated response metrics
-    (`response_penalty`, `response_rank`) beside the source documents' penalty ranking on
-    their metrics (`source_penalty`, `source_rank`); sorted by the former."""
-    response = penalty_ranking(metrics, [m + CALIBRATED for m in RESPONSE_SUMMARY])
-    source = penalty_ranking(metrics, RANKED_METRICS)
-    table = pd.DataFrame({"response_penalty": response["penalty"],
-                          "response_rank": response["rank"],
-                          "source_penalty": source["penalty"], "source_rank": source["rank"]})
-    return table.sort_values("response_penalty")
-
-
-def _floor_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Which trivial reference is the floor of each headline metric, per context."""
-    floors = pd.DataFrame({m: floor_models(metrics, m)
-                           for m in ["pearson_delta", *HEADLINE, "discrimination"]})
-    return floors.reset_index()
-
-
-def summarize(metrics: pd.DataFrame, missing: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
-    """Rankings (`rankings`) and a markdown summary: the calibrated response metrics first
-    (mean ± sd per model, per context), then the source documents' metrics. Conditions held
-    out of training everywhere are left out of the rankings and get a table of their own.
-    `missing`: contexts of a stopped run that have no rows (named at the top)."""
-    held = (metrics["held_out_condition"].astype(bool) if "held_out_condition" in metrics
-            else pd.Series(False, index=metrics.index))
-    main = metrics[~held]
-    ranking = rankings(main)
-    calibrated = [m + CALIBRATED for m in RESPONSE_SUMMARY]
-    parts = [
-        "# OOD benchmark summary",
-        *([f"**Partial run**: contexts {list(missing)} are missing (see run.json)."]
-          if missing else []),
-        f"{main['context'].nunique()} held-out contexts, {main['condition'].nunique()} "
-        f"condition(s), {main['seed'].dropna().nunique()} seeds of the learned models. Mean "
-        "± sd over contexts, conditions and seeds (references are deterministic: one row per "
-        "context).",
-        "Response metrics score the predicted response d_P = mean(pred) - mean(control) "
-        "against the real one, d_R = mean(real) - mean(control), on the real top DEGs "
-        "(Wilcoxon, |score|, genes expressed in 10% of cells); `degs_robust` is the overlap "
-        "of the top-100 DEG lists of real vs control and of pred vs control, tested apart; "
-        "`discrimination` ranks each prediction among the real responses of all held-out "
-        "contexts (1: nearest its own; about 0.5: blind to the context). The `control` "
-        "reference's Pearson scores are 0 by definition (its d_P is 0).",
-        "**Calibrated** = (score - floor) / (ceiling - floor). Floor: the better of the "
-        f"trivial references {list(FLOOR_REFERENCES)} on that context. Ceiling: half of the "
-        "real perturbed cells as a prediction of the other half (mean over random splits). "
-        "0 = no better than a trivial reference, 1 = as good as a replicate of the real "
-        "cells, < 0 = worse than a trivial reference; blank where the ceiling is no better "
-        "than the floor.",
-        "## Response metrics, calibrated",
-        markdown_table(_mean_sd_table(main, calibrated, ranking.index)
-                       .set_axis(RESPONSE_SUMMARY, axis=1)),
-        "## Response metrics, raw values (last row: the replicate ceiling)",
-        markdown_table(pd.concat([_mean_sd_table(main, RESPONSE_SUMMARY, ranking.index),
-                                  _ceiling_row(main, RESPONSE_SUMMARY)])),
-        "## Rankings: calibrated response metrics beside the source documents' penalty "
-        "ranking (lower penalty is better)",
-        markdown_table(ranking),
-    ]
-    for metric in HEADLINE:
-        parts += [f"## Calibrated {metric} per held-out context (mean over seeds and "
-                  "conditions)", _per(main, "context", metric + CALIBRATED)]
-    parts += ["## The floor: the best trivial reference per held-out context and metric",
-              markdown_table(_floor_table(main).set_index(["context", "condition"])),
-              "## The source documents' metrics",
-              "Distances are raw d(real, pred) in a 50-PC PCA fitted on real cells; `_ratio` "
-              "is d(real, pred) / d(control, pred).",
-              markdown_table(_mean_sd_table(main, SUMMARY_METRICS, ranking.index))]
-    for metric, title in (("edistance", "E-distance"),
-                          ("r2_top100", "R² over the top-100 DEGs")):
-        parts += [f"## {title} per held-out context (mean over seeds and conditions)",
-                  _per(main, "context", metric)]
-    if main["condition"].nunique() > 1:
-        for metric in ("pearson_delta_top100" + CALIBRATED, "r2_top100", "edistance"):
-            parts += [f"## {metric} per condition (mean over contexts and seeds)",
-                      _per(main, "condition", metric)]
-    if held.any():
-        models = sorted(metrics.loc[held, "model"].unique())
-        parts += ["## Conditions never seen in training (mean ± sd over contexts, conditions "
-                  "and seeds); `@nearest` = predicted with the nearest seen dose; "
-                  "`mse_means` = mean squared error of the gene means",
-                  markdown_table(_mean_sd_table(metrics[held], HELD_OUT_DOSE_METRICS, models))]
-    return ranking, "\n\n".join(parts) + "\n"
 
 
 def _batching(config: OODConfig) -> dict[str, Batching]:
     """How each learned model of the run consumes its training pool."""
-    out = {}
-    for model in config.models:
-        if model in LEARNED:
-            train_config = _configured(LEARNED[model], config)[1]
-            family = LEARNED[model]
-            out[model] = Batching(train_config.batch_size, train_config.validation_fraction,
-                                  family.per_condition, family.pairing == "unpaired")
-    return out
+    return {model: LEARNED[model].batching(fit_settings(config))
+            for model in config.models if model in LEARNED}
 
 
 def run_fingerprint(config: OODConfig, adata: ad.AnnData) -> dict:
@@ -531,7 +314,7 @@ def run_fingerprint(config: OODConfig, adata: ad.AnnData) -> dict:
     schedules = {}
     for model in config.models:
         if model in LEARNED:
-            model_config, train_config = _configured(LEARNED[model], config)
+            model_config, train_config = LEARNED[model].configured(fit_settings(config))
             schedules[model] = {"model": dataclasses.asdict(model_config),
                                 "train": dataclasses.asdict(train_config)}
     spec = config.spec
@@ -578,8 +361,7 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
     fingerprint = run_fingerprint(config, adata)
     claim_workdir(workdir, fingerprint, OUTPUTS, overwrite)
     workdir.mkdir(parents=True, exist_ok=True)
-    write_text(workdir / "config.json",
-               json.dumps(dataclasses.asdict(config), indent=2, default=str))
+    write_config(workdir, config)
     write_record(workdir, fingerprint, [], contexts)
     spec = config.spec
     encoding = ConditionEncoding.from_adata(adata, spec)
@@ -606,15 +388,7 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
         raise
     metrics = scored.table()
     ranking, summary = summarize(metrics)
-    write_text(workdir / "summary.md", summary)
-    write_csv(workdir / "ranking.csv", ranking, index=True)
+    write_report(workdir, summary, {"ranking": ranking}, indexed={"ranking"})
     if config.figures:
-        main = metrics[~metrics["held_out_condition"]]
-        plots.metric_bars(main, SUMMARY_METRICS, workdir / "figures" / "metric_bars.png")
-        plots.score_heatmaps(
-            {m: main.pivot_table(index="model", columns="context", values=m + CALIBRATED)
-             .reindex(ranking.index) for m in HEADLINE},
-            workdir / "figures" / "calibrated_heatmap.png",
-            title="calibrated score per model and held-out context (0: best trivial "
-                  "reference, 1: replicate ceiling)")
+        write_run_figures(metrics, ranking, workdir)
     return OODResults(metrics=metrics, ranking=ranking, summary=summary)

@@ -10,7 +10,6 @@ counts. The study raises one `RunValidationError` listing all of them.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,20 +20,9 @@ import scipy.sparse as sp
 from perturbjax.data.schema import PerturbationSpec
 from perturbjax.data.splits import stratified_validation_mask
 from perturbjax.errors import seed_problem
+from perturbjax.models import Batching
 
 MIN_GROUP = 2  # scanpy's DEG tests need at least two cells in each group they compare
-
-
-@dataclasses.dataclass(frozen=True)
-class Batching:
-    """How a learned model consumes its training pool: batch size, validation fraction,
-    whether it trains once per condition (on control + that condition), and whether its rows
-    are an unpaired table (as many rows as the larger of its control and perturbed sets)."""
-
-    batch_size: int
-    validation_fraction: float
-    per_condition: bool
-    unpaired: bool = False
 
 
 def config_problems(seeds: Sequence[int], epochs: int | None, n_top_genes: int | None,

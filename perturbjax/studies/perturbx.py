@@ -38,12 +38,13 @@ from perturbjax.data.bags import BagData
 from perturbjax.data.mixseq import MIXSEQ_SPEC
 from perturbjax.data.preprocess import normalize_log1p
 from perturbjax.errors import PerturbjaxError, RunValidationError, seed_problem
-from perturbjax.files import markdown_table, write_csv, write_text
+from perturbjax.files import write_csv, write_text
 from perturbjax.metrics.expression import mean_effect_scores, top_effect_genes
 from perturbjax.models import effect_references as refs
 from perturbjax.models import perturbx
 from perturbjax.nn.concrete import CONVERGED, distinct_selection, mean_max_probability
 from perturbjax.shapley import sampled_shapley
+from perturbjax.studies.report import markdown_table
 from perturbjax.train import FitResult, Folds, TrainConfig, TrainState, fit, predict_members
 
 log = logging.getLogger("perturbjax")

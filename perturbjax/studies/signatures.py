@@ -29,9 +29,10 @@ from sklearn.metrics import silhouette_score
 from perturbjax import plots
 from perturbjax.data.preprocess import log_cpm
 from perturbjax.errors import RunValidationError
-from perturbjax.files import markdown_table, write_csv, write_text
+from perturbjax.files import write_csv, write_text
 from perturbjax.linear import MultiTaskLasso, MultiTaskLassoCV, RidgeCV, ridge_fit
 from perturbjax.linear.base import r2_per_target
+from perturbjax.studies.report import markdown_table
 
 logger = logging.getLogger("perturbjax")
 

@@ -1,0 +1,222 @@
+"""A learned model family: its named configurations, how it trains and how it predicts.
+
+`family.fit(pool, seeds, settings, workdir)` trains every seed of the family as one program on a
+training pool and returns a `Fitted`, whose `predict(control cells, condition)` gives one
+prediction per seed. Everything a family does differently lives here: optimal-transport
+pairing and the warm start of the "plus OT" variants, one fit per condition for
+single-perturbation models, the configuration's own adjustments (`adjust`), and the scaling of
+its training phases when the study shortens or lengthens the run. A study sees none of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+
+from perturbjax.data.fingerprint import content_hash
+from perturbjax.models.fitting import (
+    ConditionEncoding,
+    Task,
+    TrainingPool,
+    fit_on_anndata,
+    fit_on_pairs,
+    predict_decoded,
+)
+from perturbjax.ot import PairingConfig
+from perturbjax.train.loop import FitResult, TrainConfig
+from perturbjax.train.objective import Objective
+
+PAIRINGS = ("none", "ot", "plus_ot", "unpaired")
+# Model schedules counted in epochs: phases, and scButterfly's KL warm-up.
+SCHEDULE_FIELDS = ("pretrain_epochs", "discriminator_epochs", "kl_warmup_epochs")
+
+# (objective, trained members, training pool, control cells, condition) -> one
+# (control cells x genes) prediction per member.
+Predictor = Callable[[Objective, FitResult, TrainingPool, ad.AnnData, str], list[np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """What a study sets on every learned model: the configuration name, an epoch count that
+    overrides the configuration's (its phases keep their proportions), checkpoints, the
+    condition vector ("one_hot" or "log_dose"), whether condition labels are doses, and how
+    optimal-transport pairs are made."""
+
+    configuration: str = "default"
+    epochs: int | None = None
+    checkpoint_every: int = 0
+    conditioning: str = "one_hot"
+    doses: bool = False
+    pairing: PairingConfig = PairingConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class Batching:
+    """How a learned model consumes its training pool: batch size, validation fraction,
+    whether it trains once per condition (on control + that condition), and whether its rows
+    are an unpaired table (as many rows as the larger of its control and perturbed sets)."""
+
+    batch_size: int
+    validation_fraction: float
+    per_condition: bool
+    unpaired: bool = False
+
+
+def _unchanged(model_config: Any, settings: FitSettings) -> Any:
+    return model_config
+
+
+@dataclasses.dataclass(frozen=True)
+class _Part:
+    """One trained program: its objective, members, the pool it saw and its wall time."""
+
+    objective: Objective
+    result: FitResult
+    pool: TrainingPool
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+    """A trained family: `predict` decodes control cells under a condition, one array per
+    seed; `runs` is each seed's bookkeeping (epochs run, best epoch, learning rate, seconds).
+    A single-perturbation model holds one trained program per condition."""
+
+    family: ModelFamily
+    parts: dict[str | None, _Part]  # condition -> its program; None: every condition
+
+    def _part(self, condition: str) -> _Part:
+        part = self.parts.get(condition, self.parts.get(None))
+        if part is None:
+            raise KeyError(f"model '{self.family.name}' was trained for the conditions "
+                           f"{sorted(self.parts)}, not '{condition}'")
+        return part
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return next(iter(self.parts.values())).result.seeds
+
+    def predict(self, control: ad.AnnData, condition: str) -> list[np.ndarray]:
+        part = self._part(condition)
+        return self.family.predict(part.objective, part.result, part.pool, control, condition)
+
+    def runs(self, condition: str) -> list[dict]:
+        part = self._part(condition)
+        result = part.result
+        return [{"seed": seed, "epochs_run": result.epochs_run, "best_epoch": int(best) + 1,
+                 "learning_rate": float(lr), "train_seconds": part.seconds}
+                for seed, best, lr in zip(result.seeds, result.best_epoch, result.learning_rate,
+                                          strict=True)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFamily:
+    """A learned model: named (architecture, training) configurations, a builder
+    `build(config, task)`, and what it trains on: "none" (each cell reconstructs itself),
+    "ot" (optimal-transport pairs), "plus_ot" (the former, then fine-tuned on the latter) or
+    "unpaired" (rows of one control and one perturbed cell drawn independently: two unpaired
+    domains).
+
+    `predict` turns the trained members into predictions (default: decode the control cells
+    under the condition). `per_condition` marks a single-perturbation model: on data with
+    several perturbed conditions (doses) it is trained once per condition, on the control
+    cells and that condition's cells only. `doses_only` marks a model whose condition labels
+    must be doses (the multi-dose design). `self_pairs` False trains a paired model on the
+    control -> perturbed pairs only (no control -> itself rows). `adjust(model_config,
+    settings)` applies the study's settings that the model's configuration reads.
+    """
+
+    name: str
+    configs: dict[str, tuple[Any, TrainConfig]]
+    build: Callable[[Any, Task], Objective]
+    pairing: str = "none"
+    predict: Predictor = predict_decoded
+    per_condition: bool = False
+    doses_only: bool = False
+    self_pairs: bool = True
+    adjust: Callable[[Any, FitSettings], Any] = _unchanged
+
+    def __post_init__(self) -> None:
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"model '{self.name}': pairing must be one of {PAIRINGS}")
+
+    def config(self, name: str) -> tuple[Any, TrainConfig]:
+        if name not in self.configs:
+            raise KeyError(f"model '{self.name}' has no configuration '{name}' "
+                           f"(available: {sorted(self.configs)})")
+        return self.configs[name]
+
+    def configured(self, settings: FitSettings) -> tuple[Any, TrainConfig]:
+        """The named configuration with the study's settings applied."""
+        model_config, train_config = self.config(settings.configuration)
+        model_config = self.adjust(model_config, settings)
+        if settings.epochs is not None:
+            # A phase schedule (epochs of pre-training, of the discriminator alone) keeps its
+            # proportions of the shortened or lengthened run.
+            phases = {name: round(getattr(model_config, name) * settings.epochs
+                                  / train_config.epochs)
+                      for name in SCHEDULE_FIELDS if hasattr(model_config, name)}
+            model_config = dataclasses.replace(model_config, **phases)
+            train_config = dataclasses.replace(train_config, epochs=settings.epochs)
+        return model_config, dataclasses.replace(train_config,
+                                                 checkpoint_every=settings.checkpoint_every)
+
+    def batching(self, settings: FitSettings) -> Batching:
+        train_config = self.configured(settings)[1]
+        return Batching(train_config.batch_size, train_config.validation_fraction,
+                        self.per_condition, self.pairing == "unpaired")
+
+    def fit(self, pool: TrainingPool, seeds: Sequence[int], settings: FitSettings,
+            workdir: Path | None = None, conditions: Sequence[str] | None = None) -> Fitted:
+        """Train every seed on `pool` as one program (checkpoints under `workdir`).
+
+        A single-perturbation model on a pool with several perturbed conditions is trained
+        once per condition of `conditions` (default: every perturbed condition of the pool),
+        on the control cells and that condition's cells."""
+        encoding, spec = pool.encoding, pool.spec
+        labels = pool.cells.obs[spec.condition_key].astype(str)
+        perturbed = sorted(set(labels) - {encoding.control})
+        jobs = {None: (pool, workdir)}
+        if self.per_condition and len(perturbed) > 1:
+            jobs = {}
+            for c in conditions if conditions is not None else perturbed:
+                keep = labels.isin([encoding.control, c]).to_numpy()
+                jobs[c] = (TrainingPool(pool.cells[keep].copy(), spec,
+                                        ConditionEncoding(tuple(sorted([encoding.control, c])),
+                                                          encoding.control)),
+                           workdir / f"condition_{c}" if workdir else None)
+        return Fitted(self, {c: self._fit_part(job, job_workdir, seeds, settings)
+                             for c, (job, job_workdir) in jobs.items()})
+
+    def _fit_part(self, pool: TrainingPool, workdir: Path | None, seeds: Sequence[int],
+                  settings: FitSettings) -> _Part:
+        """One program: the plain fit, the pair fit, or the former warm-starting the latter."""
+        started = time.perf_counter()
+        model_config, train_config = self.configured(settings)
+        spec, encoding, train = pool.spec, pool.encoding, pool.cells
+        fingerprint = {"model": self.name, "configuration": settings.configuration,
+                       "model_config": dataclasses.asdict(model_config),
+                       "data": content_hash(train, [spec.context_key, spec.condition_key])}
+        objective = self.build(model_config, pool.task())
+        if self.pairing == "unpaired":
+            result = fit_on_pairs(objective, train_config, train, spec, encoding, seeds,
+                                  workdir=workdir, unpaired=True,
+                                  fingerprint={**fingerprint, "pairing": "unpaired"})
+            return _Part(objective, result, pool, time.perf_counter() - started)
+        result = None
+        if self.pairing != "ot":
+            result = fit_on_anndata(objective, train_config, train, spec, encoding, seeds,
+                                    workdir=workdir, fingerprint=fingerprint)
+        if self.pairing != "none":
+            result = fit_on_pairs(objective, train_config, train, spec, encoding, seeds,
+                                  settings.pairing, workdir=workdir / "pairs" if workdir else None,
+                                  fingerprint={**fingerprint, "pairing": self.pairing,
+                                               **dataclasses.asdict(settings.pairing)},
+                                  warm_start=result, self_pairs=self.self_pairs)
+        return _Part(objective, result, pool, time.perf_counter() - started)
