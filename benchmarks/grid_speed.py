@@ -1,13 +1,13 @@
-"""The seed's hyper-parameter grid as one compiled program against a Python loop, same run.
+"""The original code's hyper-parameter grid as one compiled program against a Python loop, same run.
 
 The problem is one outer fold of the drug-response study: Camptothecin on the GDSC pool
 (929 lines x 3,138 genes, within-sample quantile features, 80% of the fold's training lines
 fitted) when ../shared/data is present, else Gaussian features of the same shape. Both sides
-train the same 48 grid points with the same code (`perturbjax.train.grid.train_runs`):
+train the same 48 grid points with the same code (`perturbjax.drug.grid.train_runs`):
 
 - grid: all points in one call, one `jax.jit` program (24 vmapped members: the two epoch
   counts are snapshots of one run);
-- loop: one call per point, as the seed's `ParameterGrid` loop; compiled programs are cached
+- loop: one call per point, as the original `ParameterGrid` loop; compiled programs are cached
   per shape (hidden sizes, batch size, epochs), so it compiles 12 times, not 48.
 
 Each side is timed twice: the first call includes compilation, the second reuses it.
@@ -33,6 +33,7 @@ from perturbjax.data.cellbench import (
 )
 from perturbjax.data.gdsc import load_gdsc
 from perturbjax.drug.features import sum_counts_by_symbol
+from perturbjax.drug.grid import ORIGINAL_GRID, Run, train_runs
 from perturbjax.studies.drug_response import (
     Design,
     DrugStudyConfig,
@@ -40,7 +41,6 @@ from perturbjax.studies.drug_response import (
     select_genes,
     split_pool,
 )
-from perturbjax.train.grid import SEED_GRID, Run, train_runs
 
 
 def problem(seed: int = 0):
@@ -85,13 +85,13 @@ def timed(fn) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--points", type=int, default=len(SEED_GRID),
-                        help="first N points of the seed grid (default: all 48)")
+    parser.add_argument("--points", type=int, default=len(ORIGINAL_GRID),
+                        help="first N points of the original grid (default: all 48)")
     parser.add_argument("--epochs-scale", type=float, default=1.0,
                         help="multiply every point's epochs (e.g. 0.1 for a quick look)")
     args = parser.parse_args()
     points = [dataclasses.replace(p, epochs=max(1, round(p.epochs * args.epochs_scale)))
-              for p in SEED_GRID[: args.points]]
+              for p in ORIGINAL_GRID[: args.points]]
     data, validation, name = problem()
     runs = [Run(p, 0, 0) for p in points]
     peak = matmul_peak()

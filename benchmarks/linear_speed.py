@@ -3,7 +3,7 @@
 The problem is the issue's 600 cells x 2,000 genes x 6 signatures: the semi-synthetic
 exposure data (real CellBench cells, standardised log-CPM of the 2,000 most variable genes)
 when ../shared/data is present, else Gaussian features with a sparse 6-target program.
-scikit-learn's ridge is one `RidgeCV(alphas=20 values, cv=10)` per signature, as the seed
+scikit-learn's ridge is one `RidgeCV(alphas=20 values, cv=10)` per signature, as the original code
 ran it; ours is one call with `alpha_per_target=True`. Both lassos use cv=10, 100 alphas and
 tol=1e-4, timed with one thread (scikit-learn's default) and with the folds on two threads
 (`n_jobs=2`; ours by default uses one per core). Each estimator is timed after a warm-up fit

@@ -4,7 +4,7 @@ Both sides pair n control cells with n perturbed cells in a 50-d PCA-like space 
 cloud and a shifted, rescaled copy with its own noise) on the squared-Euclidean cost, in the
 same run. Ours: `perturbjax.ot.pair_cells` (padded, jitted ott-jax Sinkhorn above
 `exact_below`, row argmax); timed on a first call (with compilation) and a second call.
-POT: `ot.emd` on the cost matrix, then the row argmax, as the seed did. Quality: the mean
+POT: `ot.emd` on the cost matrix, then the row argmax, as the original code did. Quality: the mean
 squared distance of our pairs relative to the exact plan's (ours can be below 1: row argmaxes
 need not form a one-to-one matching, the exact plan's do), how often our partner is the
 exact plan's, and the share of perturbed cells used as partners. POT comes with the

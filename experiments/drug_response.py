@@ -1,6 +1,6 @@
 """Launcher of the drug-sensitivity study (flags -> `perturbjax.studies.drug_response.run`).
 
-Shared data (GDSC2 + CellBench in ../shared/data), Camptothecin, the seed's grid (about 12
+Shared data (GDSC2 + CellBench in ../shared/data), Camptothecin, the original code's grid (about 12
 minutes on 2 CPU cores):
   python experiments/drug_response.py --workdir runs/drug_response
 Official GDSC release files (fitted dose-response table, RMA matrix), any drug:
@@ -51,10 +51,10 @@ flags.DEFINE_string("lineages", None, "DepMap sample-info CSV for the lineage re
 flags.DEFINE_bool("toy", False, "Use the download-free toy data set instead.")
 flags.DEFINE_enum("features", "quantiles", list(FEATURES), "Feature representation.")
 flags.DEFINE_list("gene_filter", None,
-                  "min mean, min log variance of the gene filter (the seed's on log "
+                  "min mean, min log variance of the gene filter (the original code's on log "
                   f"expression: 1.9,0; default {ZSCORED_FILTER} for the z-scored shared "
                   "matrix, none for the toy set).")
-flags.DEFINE_enum("grid", "seed", sorted(GRIDS), "Hyper-parameter grid.")
+flags.DEFINE_enum("grid", "original", sorted(GRIDS), "Hyper-parameter grid.")
 flags.DEFINE_integer("folds", 5, "Outer folds over cell lines.")
 flags.DEFINE_integer("repeats", 2, "Repeats of the outer k-fold.")
 flags.DEFINE_list("seeds", ["0"], "Seeds of every grid run.")

@@ -36,7 +36,7 @@ flags.DEFINE_list("held_out", [], "Contexts to hold out (default: every context)
 flags.DEFINE_list("models", list(OODConfig.__dataclass_fields__["models"].default),
                   f"Models to run, or 'all' (those the design allows): "
                   f"{list(LEARNED) + list(REFERENCES)}.")
-flags.DEFINE_string("configuration", "default", "Named model configuration: default | thesis.")
+flags.DEFINE_string("configuration", "default", "Named model configuration: default | original.")
 flags.DEFINE_list("seeds", ["1", "2", "19193"], "Seeds, trained together as one vmapped program.")
 flags.DEFINE_integer("epochs", None, "Override the configuration's number of epochs.")
 flags.DEFINE_integer("checkpoint_every", 25, "Epochs between orbax checkpoints (0: none).")

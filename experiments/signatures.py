@@ -3,7 +3,7 @@
 Semi-synthetic data from real parts in ../shared/data (CellBench cells, Nik-Zainal exposure
 distributions, COSMIC v3.4 spectra; about 18 minutes on 2 CPU cores):
   python experiments/signatures.py --workdir runs/signatures
-Your own data in the seed's form (counts genes x cells; exposures cells x signatures):
+Your own data in the original code's form (counts genes x cells; exposures cells x signatures):
   python experiments/signatures.py --expression counts.csv --exposures exposures.csv \
       --workdir runs/signatures_mine
 """

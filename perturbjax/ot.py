@@ -14,7 +14,7 @@ the coupling (or a draw from the row).
   are repeated so each is used at most ceil(n_control / n_perturbed) times.
 
 Partners are looked up inside the group and returned as indices of the whole data set, so a
-partner from another context or dose cannot occur (the seed code applied group-local indices
+partner from another context or dose cannot occur (the original code applied group-local indices
 to the whole table, pairing most cells with the wrong cell type).
 """
 
@@ -31,7 +31,7 @@ from ott.geometry import pointcloud
 from ott.solvers import linear
 from scipy.optimize import linear_sum_assignment
 
-log = logging.getLogger("perturbjax")
+logger = logging.getLogger("perturbjax")
 
 # Padded group sizes, sqrt(2) apart: at most ~2x the work of an unpadded solve.
 BUCKETS = (256, 362, 512, 724, 1024, 1448, 2048, 2896, 4096, 5793, 8192, 11585, 16384)
@@ -185,7 +185,7 @@ def _solve_bucket(coordinates: np.ndarray, groups: list, members: list[int], siz
     partners, converged = sinkhorn_partners(x, y, a, b, key, config.relative_epsilon,
                                             config.max_iterations, config.sample)
     if not np.all(converged):
-        log.warning("Sinkhorn did not converge in %d iterations for %d of %d groups of "
+        logger.warning("Sinkhorn did not converge in %d iterations for %d of %d groups of "
                     "bucket %d; partners come from the last iterate", config.max_iterations,
                     int((~np.asarray(converged)).sum()), len(members), size)
     return np.asarray(partners)

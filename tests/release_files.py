@@ -1,4 +1,4 @@
-"""Small files in the layouts users bring (the seed's tables, GDSC's release, MIX-seq's 10x
+"""Small files in the layouts users bring (the original code's tables, GDSC's release, MIX-seq's 10x
 folders), for the loader tests and the documented commands that read such files."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from perturbjax.data.gdsc import load_gdsc
 from perturbjax.data.synthetic_mixseq import MixSeqSimConfig, make_mixseq_like
 
 
-def write_seed_tables(folder: Path, counts: pd.DataFrame, exposures: pd.DataFrame
+def write_original_tables(folder: Path, counts: pd.DataFrame, exposures: pd.DataFrame
                       ) -> tuple[Path, Path]:
-    """The signature seed's two tables: `counts.csv` genes x cells, `exposures.csv` cells x
+    """The original study's two tables: `counts.csv` genes x cells, `exposures.csv` cells x
     signatures."""
     expression_path, exposures_path = folder / "counts.csv", folder / "exposures.csv"
     counts.T.to_csv(expression_path)

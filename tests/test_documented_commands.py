@@ -32,7 +32,7 @@ import pandas as pd
 import pytest
 
 from perturbjax.data import shared_data_dir
-from tests.release_files import write_gdsc_release, write_mixseq_release, write_seed_tables
+from tests.release_files import write_gdsc_release, write_mixseq_release, write_original_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ("README.md", "docs/*.md", "experiments/*.py", "benchmarks/*.py")
@@ -94,7 +94,7 @@ def _signature_tables(project: Path) -> None:
     drive = np.log1p(counts.iloc[:, :6].to_numpy()).sum(1)
     exposures = pd.DataFrame({"SBS1": 50 * drive, "SBS5": 80 - 3 * drive,
                               "SBS13": rng.gamma(2.0, 10.0, 240)}, index=cells)
-    write_seed_tables(project, counts, exposures)
+    write_original_tables(project, counts, exposures)
 
 
 def _gdsc_release(project: Path) -> None:

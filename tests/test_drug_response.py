@@ -18,8 +18,9 @@ from perturbjax.data.gdsc import (
     match_lines,
     read_response,
 )
+from perturbjax.data.preprocess import Standardiser
 from perturbjax.data.schema import DataValidationError
-from perturbjax.drug.features import QuantileBins, Standardiser, within_sample_quantiles
+from perturbjax.drug.features import QuantileBins, within_sample_quantiles
 from perturbjax.drug.gpds import (
     enrichment_pvalues,
     enrichment_scores,
@@ -30,9 +31,7 @@ from perturbjax.drug.gpds import (
     pearson_gpds,
     score_cells,
 )
-from perturbjax.drug.synthetic import make_toy_drug_data
-from perturbjax.studies import drug_response as study
-from perturbjax.train.grid import (
+from perturbjax.drug.grid import (
     FoldData,
     GridPoint,
     Run,
@@ -41,6 +40,8 @@ from perturbjax.train.grid import (
     product_runs,
     train_runs,
 )
+from perturbjax.drug.synthetic import make_toy_drug_data
+from perturbjax.studies import drug_response as study
 
 ROOT = Path(__file__).resolve().parents[1]
 

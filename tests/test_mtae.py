@@ -15,10 +15,10 @@ def _init(config, n_genes=30, n_conditions=3, batch=4):
 
 
 def test_thesis_configuration_has_the_published_architecture():
-    model, train = mtae.THESIS
+    model, train = mtae.ORIGINAL
     architecture = (model.hidden, model.latent, model.dropout, model.input_dropout)
     assert architecture == ((256,), 128, 0.5, 0.2)
-    assert model.film_mode == "thesis" and model.latent_activation and model.output_activation
+    assert model.film_mode == "original" and model.latent_activation and model.output_activation
     assert (train.epochs, train.batch_size, train.learning_rates, train.warmup_steps) == (
         400, 64, (1e-5,), 100)
     assert train.patience is None and not train.select_best
@@ -48,7 +48,7 @@ def test_affine_film_is_the_identity_when_its_heads_are_zero():
 
 
 def test_thesis_film_applies_leaky_relu_to_gamma_and_beta():
-    film = FiLM(mode="thesis")
+    film = FiLM(mode="original")
     h, c = jnp.ones((1, 2)), jnp.array([[1.0]])
     params = {"params": {"gamma": {"kernel": jnp.array([[-1.0, 2.0]]), "bias": jnp.zeros(2)},
                          "beta": {"kernel": jnp.array([[3.0, -4.0]]), "bias": jnp.zeros(2)}}}

@@ -20,8 +20,7 @@ from perturbjax.models.fitting import (
     pairing_coordinates,
 )
 from perturbjax.ot import PairingConfig
-from perturbjax.train import TrainConfig
-from perturbjax.train.loop import make_optimizer
+from perturbjax.train import TrainConfig, make_optimizer
 
 LABELS = ("control", "stimulated")
 # No dropout anywhere: a training step is then a deterministic function of its inputs.
@@ -53,12 +52,12 @@ def _changed(before, after):
 def test_every_variant_is_registered_with_thesis_and_default_configurations():
     assert set(MULTI_TASK) == {"mtae", "mtae_adv", "mtae_advg", "mtvae", "mtae_ot", "mtae_plus_ot",
                             "mtvae_ot", "mtvae_plus_ot"}
-    adv, adv_train = LEARNED["mtae_adv"].config("thesis")
+    adv, adv_train = LEARNED["mtae_adv"].config("original")
     assert (adv.discriminator, adv.adversarial_weight, adv.discriminator_hidden,
             adv.discriminator_dropout) == ("condition", 0.01, (32,), 0.1)
     assert (adv.pretrain_epochs, adv.discriminator_epochs, adv_train.epochs) == (400, 400, 900)
     assert LEARNED["mtae_advg"].config("default")[0].discriminator == "gaussian"
-    vae, vae_train = LEARNED["mtvae"].config("thesis")
+    vae, vae_train = LEARNED["mtvae"].config("original")
     assert vae.variational and (vae.kl_weight, vae.kl_batch) == (0.004, 32)
     assert (vae_train.learning_rates, vae_train.batch_size) == ((6.6e-6,), 32)
     assert {n: LEARNED[n].pairing for n in ("mtae", "mtae_ot", "mtvae_plus_ot")} == {
@@ -67,10 +66,10 @@ def test_every_variant_is_registered_with_thesis_and_default_configurations():
 
 
 def test_thesis_kl_weight_is_scaled_by_batch_over_training_cells():
-    vae = LEARNED["mtvae"].config("thesis")[0]
+    vae = LEARNED["mtvae"].config("original")[0]
     assert mtae.build(vae, Task.of(10, LABELS, "control", n_cells=3200)).kl_weight == pytest.approx(
         0.004 * 32 / 3200)
-    with pytest.raises(ValueError, match="pass n_train"):
+    with pytest.raises(ValueError, match="must give n_cells"):
         mtae.build(vae, Task.of(10, LABELS, "control"))
 
 

@@ -83,7 +83,7 @@ def test_the_multi_task_thesis_configuration_has_the_source_code_layers(variant)
                 + linear(256, GENES))
     if variant == "mtae_adv":
         expected += linear(128, 32) + linear(32, 1)
-    config = mtae.VARIANTS[variant][0]["thesis"][0]
+    config = mtae.VARIANTS[variant][0]["original"][0]
     model = mtae.MTAe(config, GENES)
     condition = jnp.zeros((4, conditions))
     assert our_count(model, jnp.zeros((4, GENES)), condition) == expected - 2 * 256

@@ -12,7 +12,7 @@ from perturbjax.data import DataValidationError, shared_data_dir
 from perturbjax.data.exposures import load_expression_exposures
 from perturbjax.data.synthetic_exposures import make_toy_exposure_data
 from perturbjax.studies import signatures as study
-from tests.release_files import write_seed_tables
+from tests.release_files import write_original_tables
 
 
 def known_answer(n_cells=240, n_genes=120, seed=0):
@@ -29,7 +29,8 @@ def test_loader_aligns_cells_and_names_the_dropped_ones(tmp_path, caplog):
     data = known_answer(n_cells=12, n_genes=12)
     counts = pd.DataFrame(data.X, index=data.obs_names, columns=data.var_names)
     exposures = data.obsm["exposures"]
-    paths = write_seed_tables(tmp_path, counts.drop(index="cell_0"), exposures.drop(index="cell_5"))
+    paths = write_original_tables(tmp_path, counts.drop(index="cell_0"),
+                                  exposures.drop(index="cell_5"))
     with caplog.at_level(logging.WARNING, logger="perturbjax"):
         loaded = load_expression_exposures(*paths)
     assert loaded.n_obs == 10
@@ -45,7 +46,7 @@ def test_loader_refuses_bad_exposures_naming_cell_and_signature(tmp_path, value,
     counts = pd.DataFrame(data.X, index=data.obs_names, columns=data.var_names)
     exposures = data.obsm["exposures"].copy()
     exposures.loc["cell_2", "signature_1"] = value
-    paths = write_seed_tables(tmp_path, counts, exposures)
+    paths = write_original_tables(tmp_path, counts, exposures)
     with pytest.raises(DataValidationError, match=f"{expectation}.*'cell_2'.*'signature_1'"):
         load_expression_exposures(*paths)
 
@@ -54,10 +55,10 @@ def test_loader_refuses_duplicated_cells_and_disjoint_tables(tmp_path):
     data = known_answer(n_cells=6, n_genes=12)
     counts = pd.DataFrame(data.X, index=data.obs_names, columns=data.var_names)
     exposures = data.obsm["exposures"]
-    paths = write_seed_tables(tmp_path, counts, pd.concat([exposures, exposures.iloc[:1]]))
+    paths = write_original_tables(tmp_path, counts, pd.concat([exposures, exposures.iloc[:1]]))
     with pytest.raises(DataValidationError, match="duplicated"):
         load_expression_exposures(*paths)
-    paths = write_seed_tables(tmp_path, counts, exposures.set_axis(
+    paths = write_original_tables(tmp_path, counts, exposures.set_axis(
         [f"x{i}" for i in range(6)]))
     with pytest.raises(DataValidationError, match="share no cell"):
         load_expression_exposures(*paths)

@@ -1,6 +1,6 @@
-"""Single-cell expression with per-cell mutational-signature exposures, in the seed's form.
+"""Single-cell expression with per-cell mutational-signature exposures, in the original code's form.
 
-The seed study reads two tables: an expression count matrix (genes x cells, gene IDs in the
+The original study reads two tables: an expression count matrix (genes x cells, gene IDs in the
 first column) and an exposure matrix (cells x signatures, cell IDs in the first column),
 aligned by cell ID. Here they become one AnnData: X = counts (cells x genes) and
 `obsm['exposures']`, a DataFrame of the exposures with the signatures as columns.

@@ -45,6 +45,27 @@ def select_hvgs(split: HoldOut, n_top_genes: int | None) -> HoldOut:
 
 
 def log_cpm(counts: np.ndarray) -> np.ndarray:
-    """log1p of counts per million, cell by cell (rows): the seed's CPM + log1p on arrays."""
+    """log1p of counts per million, cell by cell (rows): the original CPM + log1p on arrays."""
     totals = counts.sum(axis=1, keepdims=True)
     return np.log1p(counts / np.where(totals > 0, totals, 1.0) * 1e6)
+
+
+class Standardiser:
+    """Per-column centring and scaling with statistics of the training rows only (float64),
+    results in `dtype`. A column constant on those rows (sd under 10 x float64's epsilon,
+    scikit-learn's StandardScaler rule) is centred and left unscaled."""
+
+    def __init__(self, train: np.ndarray, dtype: type = np.float64):
+        train = np.asarray(train, np.float64)
+        self.mean = train.mean(axis=0)
+        scale = train.std(axis=0)
+        self.scale = np.where(scale < 10 * np.finfo(np.float64).eps, 1.0, scale)
+        self.dtype = dtype
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        return ((np.asarray(values, np.float64) - self.mean) / self.scale).astype(self.dtype)
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        """Standardised values back in the training rows' units (float64)."""
+        return np.asarray(values, np.float64) * self.scale + self.mean
+

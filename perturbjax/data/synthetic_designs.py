@@ -145,13 +145,9 @@ class SpeciesConfig:
     baseline_sd: float = 0.7
     specific_sd: float = 0.2
     dispersion: float = 5.0
-    dose_response: str = "hill"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.dose_response not in ("hill", "log_linear"):
-            raise ValueError(f"MultiDoseConfig.dose_response must be 'hill' or 'log_linear', "
-                             f"got '{self.dose_response}'")
         if not 0 < self.n_response_genes <= self.n_genes or len(self.species) < 2:
             raise ValueError(f"need 1..n_genes ({self.n_genes}) response genes "
                              f"(got {self.n_response_genes}) and at least two species")

@@ -33,7 +33,7 @@ class ExposureSimConfig:
     """Size and difficulty of the semi-synthetic exposure data.
 
     min_prevalence: keep the signatures non-zero in at least this share of the 560 tumours
-    (0.85 keeps six: SBS1, 2, 5, 8, 13, 18, like the seed's six). signal: share of the score's
+    (0.85 keeps six: SBS1, 2, 5, 8, 13, 18, like the original's six). signal: share of the score's
     variance that comes from the genes (the rest is noise), before the monotone map.
     program_pool: the genes behind the exposures are drawn from this many most variable
     genes (log-CPM), as real drivers of a cell-state difference would be.

@@ -2,10 +2,9 @@
 signatures of sensitivity (GPDS) and their single-cell enrichment scores."""
 
 from perturbjax.drug.features import (
-    SEED_FILTER,
+    ORIGINAL_FILTER,
     ZSCORED_FILTER,
     QuantileBins,
-    Standardiser,
     expression_filter,
     pseudo_bulk,
     sum_counts_by_symbol,
@@ -24,10 +23,9 @@ from perturbjax.drug.gpds import (
 )
 
 __all__ = [
-    "SEED_FILTER",
+    "ORIGINAL_FILTER",
     "ZSCORED_FILTER",
     "QuantileBins",
-    "Standardiser",
     "enrichment_pvalues",
     "enrichment_scores",
     "expression_filter",

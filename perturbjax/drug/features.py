@@ -3,7 +3,7 @@
 The bulk -> single-cell shift is handled by a representation both sides share: each sample's
 genes replaced by their quantile within that sample (`within_sample_quantiles`). It ignores
 the scale of the assay (a z-scored microarray profile and a cell's UMI counts give comparable
-values) and is unchanged by any monotone per-sample normalisation. The seed's per-gene 20-bin
+values) and is unchanged by any monotone per-sample normalisation. The original per-gene 20-bin
 quantile binning (`QuantileBins`, scikit-learn's `KBinsDiscretizer`) is kept for comparison;
 its bin edges come from bulk lines, so it does not carry over to cells.
 """
@@ -16,11 +16,11 @@ import pandas as pd
 from scipy.stats import rankdata
 from sklearn.preprocessing import KBinsDiscretizer
 
-# The seed's gene filter: mean expression > 1.9 and log variance > 0 across lines, on its
+# The original code's gene filter: mean expression > 1.9 and log variance > 0 across lines, on its
 # log-scale expression. The shared GDSC matrix is z-scored within each line, where those
 # thresholds keep 21 genes; -0.5 and -3 keep ~3,100 of the genes CellBench measures, the
-# seed's count (2,855).
-SEED_FILTER = (1.9, 0.0)
+# original code's count (2,855).
+ORIGINAL_FILTER = (1.9, 0.0)
 ZSCORED_FILTER = (-0.5, -3.0)
 
 
@@ -45,7 +45,7 @@ def within_sample_quantiles(values: np.ndarray) -> np.ndarray:
 
 
 class QuantileBins:
-    """The seed's feature: each gene's value -> its equal-frequency bin (0 .. n_bins - 1),
+    """The original code's feature: each gene's value -> its equal-frequency bin (0 .. n_bins - 1),
     edges fitted on training samples (pandas `qcut`'s linear quantiles)."""
 
     def __init__(self, n_bins: int = 20):
@@ -58,22 +58,6 @@ class QuantileBins:
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         return self.discretizer.transform(np.asarray(values, np.float64)).astype(np.float32)
-
-
-class Standardiser:
-    """Per-feature centring and scaling with statistics of the training rows only."""
-
-    def __init__(self, train: np.ndarray):
-        train = np.asarray(train, np.float64)
-        self.mean = train.mean(axis=0)
-        scale = train.std(axis=0)
-        self.scale = np.where(scale > 1e-12, scale, 1.0)
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        return ((np.asarray(values, np.float64) - self.mean) / self.scale).astype(np.float32)
-
-    def inverse(self, values: np.ndarray) -> np.ndarray:
-        return np.asarray(values, np.float64) * self.scale + self.mean
 
 
 def sum_counts_by_symbol(cells: ad.AnnData, symbol_key: str = "symbol") -> pd.DataFrame:

@@ -23,7 +23,7 @@ class HeldOutReference:
 
     Built once per context: the real response and DEG lists, the source documents' DEG sets
     for R^2, and a PCA fitted on real cells only (control + real perturbed), so every model
-    is scored in the same space (the seed refitted the PCA with each model's predictions
+    is scored in the same space (the original code refitted the PCA with each model's predictions
     included).
     """
 

@@ -52,7 +52,7 @@ def common_degs(control: np.ndarray, real: np.ndarray, pred: np.ndarray, genes,
                 n_top: int = 100) -> dict[str, int]:
     """|top-n(real) ∩ top-n(pred)| of t-test DEGs against control, computed on the union.
 
-    `degs` ranks by score (up-regulated genes first, the seed's metric); `degs_abs` by |score|.
+    `degs` ranks by score (up-regulated first, the original code's metric); `degs_abs` by |score|.
     """
     ranked = ranked_genes(control, {"real": real, "pred": pred}, genes, "t-test")
     out = {}
@@ -104,7 +104,7 @@ def _subsampled_r2(real: np.ndarray, pred: np.ndarray, subsets: dict, n_draws: i
 def deg_subsets(wilcoxon: pd.DataFrame, genes,
                 tops: tuple[int, ...] = (20, 100)) -> dict[str, np.ndarray]:
     """Gene index sets for R^2: all genes, and the top-n genes by Wilcoxon score of real vs
-    control (`wilcoxon`: a frame of `ranked_genes`), up-regulated first as in the seed."""
+    control (`wilcoxon`: a frame of `ranked_genes`), up-regulated first as in the original code."""
     genes = pd.Index(genes).astype(str)
     subsets = {"all": np.arange(len(genes))}
     for n in tops:

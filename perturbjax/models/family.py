@@ -29,7 +29,7 @@ from perturbjax.models.fitting import (
     predict_decoded,
 )
 from perturbjax.ot import PairingConfig
-from perturbjax.train.loop import FitResult, TrainConfig
+from perturbjax.train import FitResult, TrainConfig
 from perturbjax.train.objective import Objective
 
 PAIRINGS = ("none", "ot", "plus_ot", "unpaired")
@@ -147,6 +147,10 @@ class ModelFamily:
             raise ValueError(f"model '{self.name}': pairing must be one of {PAIRINGS}")
 
     def config(self, name: str) -> tuple[Any, TrainConfig]:
+        """The configuration called `name`; a family with a single one (a baseline's
+        published settings) runs it under every name a study asks for."""
+        if len(self.configs) == 1:
+            return next(iter(self.configs.values()))
         if name not in self.configs:
             raise KeyError(f"model '{self.name}' has no configuration '{name}' "
                            f"(available: {sorted(self.configs)})")

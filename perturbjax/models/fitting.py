@@ -24,7 +24,7 @@ from sklearn.decomposition import PCA
 from perturbjax.data.schema import PerturbationSpec
 from perturbjax.data.splits import is_control, stratified_validation_mask
 from perturbjax.ot import PairingConfig, pair_cells
-from perturbjax.train.loop import FitResult, TrainConfig, fit, predict_members
+from perturbjax.train import FitResult, TrainConfig, fit, predict_members
 from perturbjax.train.objective import Objective
 
 

@@ -13,7 +13,7 @@ from typing import Protocol
 import jax
 import numpy as np
 
-from perturbjax.train.loop import FitResult
+from perturbjax.train import FitResult, apply_members
 from perturbjax.train.objective import PyTree
 
 
@@ -28,21 +28,14 @@ class LatentModel(Protocol):
 def member_latents(objective: LatentModel, result: FitResult, x: np.ndarray,
                    chunk: int = 4096) -> np.ndarray:
     """(members, cells, latent): every member's latent means of the cells `x`."""
-    encode = jax.jit(jax.vmap(objective.latent, in_axes=(0, 0, None)))
-    x = np.asarray(x, np.float32)
-    parts = [np.asarray(encode(result.params, result.model_state, x[i : i + chunk]))
-             for i in range(0, len(x), chunk)]
-    return np.concatenate(parts, axis=1)
+    return apply_members(objective.latent, result, np.asarray(x, np.float32), chunk)
 
 
 def member_decode(objective: LatentModel, result: FitResult, z: np.ndarray,
                   chunk: int = 4096) -> np.ndarray:
     """(members, cells, genes): each member decodes its own latents `z[member]`."""
-    decode = jax.jit(jax.vmap(objective.decode, in_axes=(0, 0, 0)))
-    z = np.asarray(z, np.float32)
-    parts = [np.asarray(decode(result.params, result.model_state, z[:, i : i + chunk]))
-             for i in range(0, z.shape[1], chunk)]
-    return np.concatenate(parts, axis=1)
+    return apply_members(objective.decode, result, np.asarray(z, np.float32), chunk,
+                         per_member=True)
 
 
 def group_means(latents: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

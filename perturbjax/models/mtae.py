@@ -1,9 +1,10 @@
 """The multi-task family: an autoencoder whose decoder is FiLM-modulated by the condition
-(seed 003), with its adversarial and variational variants as configurations of one model.
+(the original code, 003), with its adversarial and variational variants as configurations
+of one model.
 
 The encoder is shared by all conditions; every hidden layer of the decoder carries its own
 FiLM generator fed the condition vector (a one-hot, or log1p(dose) for a continuous dose).
-Training reconstructs each cell with its own condition (a conditional autoencoder, as the seed
+Training reconstructs each cell with its own condition (a conditional autoencoder, as the original
 code does) or, on optimal-transport pairs, maps a control cell to its partner under the
 partner's condition (`perturbjax.models.fitting.fit_on_pairs`). Prediction decodes the latent
 of a control cell under the perturbation: decode(encode(x_ctrl), c(p)).
@@ -30,9 +31,8 @@ import optax
 
 from perturbjax.models.family import FitSettings
 from perturbjax.models.fitting import Task, source_and_target
-from perturbjax.nn.layers import Decoder, Discriminator, Encoder
-from perturbjax.train import alternating
-from perturbjax.train.loop import TrainConfig
+from perturbjax.nn.layers import Decoder, Discriminator, Encoder, gaussian_kl
+from perturbjax.train import TrainConfig, alternating
 from perturbjax.train.objective import Batch, Objective, PyTree
 
 CONDITIONINGS = ("one_hot", "log_dose")
@@ -51,13 +51,13 @@ class MTAeConfig:
       variational: Gaussian latent (mean and log-variance heads), KL-regularised; the
         prediction decodes the mean.
       kl_weight: weight of the KL term (per cell, summed over latent dimensions); with
-        `kl_batch` > 0 it becomes kl_weight x kl_batch / n_train (the seed's MTVae).
+        `kl_batch` > 0 it becomes kl_weight x kl_batch / n_train (the original code's MTVae).
       discriminator: "none", "condition" (control vs perturbed latents) or "gaussian"
         (N(0, I) samples vs latents); see the module docstring.
       adversarial_weight: lambda: the network's loss is (1 - lambda) x reconstruction +
         lambda x the BCE of fooling the discriminator.
       discriminator_hidden, discriminator_dropout: the discriminator's layers.
-      pretrain_epochs, discriminator_epochs: the thesis schedule: this many epochs of the
+      pretrain_epochs, discriminator_epochs: the original schedule: this many epochs of the
         autoencoder alone, then of the discriminator alone, then both per batch.
     """
 
@@ -123,7 +123,7 @@ class MTAe(nn.Module):
             z = self.encoder(x, train=train)
             return z, jnp.zeros(z.shape[:-1], z.dtype)
         mean, log_variance = self.encoder(x, train=train)
-        kl = 0.5 * jnp.sum(jnp.exp(log_variance) + mean**2 - 1.0 - log_variance, axis=-1)
+        kl = jnp.sum(gaussian_kl(mean, log_variance), axis=-1)
         if not train:
             return mean, kl
         noise = jax.random.normal(self.make_rng("latent"), mean.shape, mean.dtype)
@@ -193,7 +193,7 @@ class AdversarialMTAeObjective(MTAeObjective):
     """MTAe against a latent discriminator: per batch an autoencoder step on
     (1 - lambda) x reconstruction + lambda x fooling loss, then a discriminator step on the
     same batch's latents (detached), each with its own Adam state, inside the scanned epoch.
-    The thesis schedule (autoencoder alone, discriminator alone, then both) is read from the
+    The original schedule (autoencoder alone, discriminator alone, then both) is read from the
     epoch."""
 
     def init_optimizer(self, tx: optax.GradientTransformation, params: PyTree) -> PyTree:
@@ -258,11 +258,11 @@ class AdversarialMTAeObjective(MTAeObjective):
                 {"network": network_opt, DISCRIMINATOR: critic_opt}, loss)
 
 
-# The seed code as benchmarked. Its separate Adam optimisers for encoder and decoder, with equal
+# The original code as benchmarked. Its separate Adam optimisers for encoder and decoder, with equal
 # settings, are one Adam here: Adam acts element-wise, so the updates are identical.
-THESIS = (
+ORIGINAL = (
     MTAeConfig(hidden=(256,), latent=128, batch_norm=True, dropout=0.5, input_dropout=0.2,
-               latent_activation=True, output_activation=True, film_mode="thesis"),
+               latent_activation=True, output_activation=True, film_mode="original"),
     TrainConfig(epochs=400, batch_size=64, learning_rates=(1e-5,), warmup_steps=100,
                 patience=None, select_best=False),
 )
@@ -277,12 +277,12 @@ DEFAULT = (
 )
 
 
-def _variant(model: dict, thesis_model: dict | None = None, thesis_train: dict | None = None
+def _variant(model: dict, original_model: dict | None = None, original_train: dict | None = None
              ) -> dict[str, tuple[MTAeConfig, TrainConfig]]:
-    """`thesis` and `default` configurations of a variant: the base ones with changes."""
+    """`original` and `default` configurations of a variant: the base ones with changes."""
     return {
-        "thesis": (dataclasses.replace(THESIS[0], **{**model, **(thesis_model or {})}),
-                   dataclasses.replace(THESIS[1], **(thesis_train or {}))),
+        "original": (dataclasses.replace(ORIGINAL[0], **{**model, **(original_model or {})}),
+                   dataclasses.replace(ORIGINAL[1], **(original_train or {}))),
         "default": (dataclasses.replace(DEFAULT[0], **model), DEFAULT[1]),
     }
 
@@ -291,14 +291,14 @@ def _variant(model: dict, thesis_model: dict | None = None, thesis_train: dict |
 # only; "plus_ot" trains as the plain model, then fine-tunes on the pairs.
 _MTAE = _variant({})
 _ADV = _variant({"discriminator": "condition"},
-                thesis_model={"pretrain_epochs": 400, "discriminator_epochs": 400},
-                thesis_train={"epochs": 900})
+                original_model={"pretrain_epochs": 400, "discriminator_epochs": 400},
+                original_train={"epochs": 900})
 _ADVG = _variant({"discriminator": "gaussian"},
-                 thesis_model={"pretrain_epochs": 400, "discriminator_epochs": 400},
-                 thesis_train={"epochs": 900})
+                 original_model={"pretrain_epochs": 400, "discriminator_epochs": 400},
+                 original_train={"epochs": 900})
 _VAE = _variant({"variational": True, "kl_weight": 1e-4},
-                thesis_model={"kl_weight": 0.004, "kl_batch": 32},
-                thesis_train={"learning_rates": (6.6e-6,), "batch_size": 32})
+                original_model={"kl_weight": 0.004, "kl_batch": 32},
+                original_train={"learning_rates": (6.6e-6,), "batch_size": 32})
 VARIANTS: dict[str, tuple[dict[str, tuple[MTAeConfig, TrainConfig]], str]] = {
     "mtae": (_MTAE, "none"),
     "mtae_adv": (_ADV, "none"),
@@ -330,7 +330,7 @@ def adjust(config: MTAeConfig, settings: FitSettings) -> MTAeConfig:
     """The study's condition vector; on doses, the original code's multi-dose models first
     embed the condition (Dense 16 + LeakyReLU)."""
     config = dataclasses.replace(config, conditioning=settings.conditioning)
-    if settings.doses and settings.configuration == "thesis":
+    if settings.doses and settings.configuration == "original":
         config = dataclasses.replace(config, film_embedding=16)
     return config
 

@@ -33,8 +33,7 @@ import optax
 from perturbjax.models.fitting import Task, source_and_target
 from perturbjax.nn.conventions import PYTORCH
 from perturbjax.nn.layers import DenseBlock, Discriminator
-from perturbjax.train import alternating
-from perturbjax.train.loop import TrainConfig
+from perturbjax.train import TrainConfig, alternating
 from perturbjax.train.objective import Batch, Objective, PyTree
 
 # Optimiser groups, and the top-level parameter names of the last two.
@@ -305,7 +304,7 @@ PUBLISHED = (
     TrainConfig(epochs=10_000, batch_size=6 * 64, learning_rates=(1e-3,),
                 adam_betas=(0.5, 0.9), patience=None, select_best=False),
 )
-CONFIGS = {"default": PUBLISHED, "thesis": PUBLISHED}
+CONFIGS = {"published": PUBLISHED}
 
 
 def build(config: ScPreGANConfig, task: Task) -> ScPreGANObjective:

@@ -22,11 +22,11 @@ from sklearn.linear_model import LinearRegression
 from perturbjax.models import scgen
 from perturbjax.models.fitting import TrainingPool
 from perturbjax.models.latent_arithmetic import group_means, member_decode, member_latents
-from perturbjax.train.loop import FitResult
+from perturbjax.train import FitResult
 
 # scVIDR trains scGen's network with batches of 128.
 PUBLISHED = (scgen.PUBLISHED[0], dataclasses.replace(scgen.PUBLISHED[1], batch_size=128))
-CONFIGS = {"default": PUBLISHED, "thesis": PUBLISHED}
+CONFIGS = {"published": PUBLISHED}
 build = scgen.build
 
 

@@ -16,18 +16,18 @@ import jax.numpy as jnp
 
 from perturbjax.nn.conventions import PYTORCH_XAVIER, Convention
 
-FILM_MODES = ("thesis", "affine")
+FILM_MODES = ("original", "affine")
 
 
 def leaky_relu(x: jax.Array) -> jax.Array:
-    """LeakyReLU with PyTorch's default slope 0.01, the activation of the seed models."""
+    """LeakyReLU with PyTorch's default slope 0.01, the activation of the original models."""
     return nn.leaky_relu(x, negative_slope=0.01)
 
 
 class FiLM(nn.Module):
     """Feature-wise linear modulation gamma(c) * h + beta(c) by a condition vector c.
 
-    mode "thesis": gamma, beta = LeakyReLU(Dense(c)) (the seed code; gamma starts near 0).
+    mode "original": gamma, beta = LeakyReLU(Dense(c)) (the original code; gamma starts near 0).
     mode "affine": gamma = 1 + Dense(c), beta = Dense(c) (starts as the identity).
     `embedding` > 0 first maps c through Dense(embedding) + LeakyReLU (seed multi-dose models).
     """
@@ -45,7 +45,7 @@ class FiLM(nn.Module):
             c = leaky_relu(dense(self.embedding, c.shape[-1], name="embed")(c))
         gamma = dense(h.shape[-1], c.shape[-1], name="gamma")(c)
         beta = dense(h.shape[-1], c.shape[-1], name="beta")(c)
-        if self.mode == "thesis":
+        if self.mode == "original":
             gamma, beta = leaky_relu(gamma), leaky_relu(beta)
         else:
             gamma = 1.0 + gamma
@@ -162,6 +162,15 @@ class Discriminator(nn.Module):
             if self.dropout:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
         return dense(1, x.shape[-1])(x)[..., 0]
+
+
+def gaussian_kl(mean: jax.Array, log_variance: jax.Array,
+                variance: jax.Array | None = None) -> jax.Array:
+    """KL(N(mean, variance) || N(0, 1)) per latent dimension (sum or average it as the model
+    does); `variance` defaults to exp(log_variance)."""
+    if variance is None:
+        variance = jnp.exp(log_variance)
+    return 0.5 * (variance + mean**2 - 1.0 - log_variance)
 
 
 def one_hot(codes: jax.Array, n: int) -> jax.Array:

@@ -64,14 +64,14 @@ from perturbjax.ot import PairingConfig
 from perturbjax.studies.ood_checks import config_problems, data_problems
 from perturbjax.studies.ood_report import (
     NEAREST,
-    summarize,
+    summarise,
     write_context_figures,
     write_run_figures,
 )
 from perturbjax.studies.report import write_config, write_report
 from perturbjax.studies.run_record import RUN_FILE, claim_workdir, write_record
 
-log = logging.getLogger("perturbjax")
+logger = logging.getLogger("perturbjax")
 
 DESIGNS = ("single", "multidose", "species")
 
@@ -368,7 +368,7 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
     scored, done = Scored(), []
     try:
         for i, context in enumerate(contexts):
-            log.info("held-out context %s (%d/%d)", context, i + 1, len(contexts))
+            logger.info("held-out context %s (%d/%d)", context, i + 1, len(contexts))
             split = hold_out(adata, spec, context)
             if config.held_out_conditions:
                 unseen = split.train.obs[spec.condition_key].astype(str).isin(
@@ -384,10 +384,10 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
                      error=f"{type(error).__name__}: {error}")
         if done:
             write_text(workdir / "summary.md",
-                       summarize(scored.table(), missing=contexts[len(done):])[1])
+                       summarise(scored.table(), missing=contexts[len(done):])[1])
         raise
     metrics = scored.table()
-    ranking, summary = summarize(metrics)
+    ranking, summary = summarise(metrics)
     write_report(workdir, summary, {"ranking": ranking}, indexed={"ranking"})
     if config.figures:
         write_run_figures(metrics, ranking, workdir)

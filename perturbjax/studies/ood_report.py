@@ -85,7 +85,7 @@ def _floor_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return floors.reset_index()
 
 
-def summarize(metrics: pd.DataFrame, missing: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
+def summarise(metrics: pd.DataFrame, missing: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
     """Rankings (`rankings`) and a markdown summary: the calibrated response metrics first
     (mean ± sd per model, per context), then the source documents' metrics. Conditions held
     out of training everywhere are left out of the rankings and get a table of their own.

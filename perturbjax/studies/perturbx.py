@@ -19,7 +19,6 @@ and writes tables, figures and `summary.md`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 
@@ -33,26 +32,21 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
 from sklearn.model_selection import StratifiedKFold
 
-from perturbjax import plots
 from perturbjax.data.bags import BagData
 from perturbjax.data.mixseq import MIXSEQ_SPEC
 from perturbjax.data.preprocess import normalize_log1p
 from perturbjax.errors import PerturbjaxError, RunValidationError, seed_problem
-from perturbjax.files import write_csv, write_text
 from perturbjax.metrics.expression import mean_effect_scores, top_effect_genes
 from perturbjax.models import effect_references as refs
 from perturbjax.models import perturbx
 from perturbjax.nn.concrete import CONVERGED, distinct_selection, mean_max_probability
 from perturbjax.shapley import sampled_shapley
-from perturbjax.studies.report import markdown_table
+from perturbjax.studies.perturbx_report import MODEL, summarise, write_results
 from perturbjax.train import FitResult, Folds, TrainConfig, TrainState, fit, predict_members
 
-log = logging.getLogger("perturbjax")
+logger = logging.getLogger("perturbjax")
 
-MODEL = "PerturbX"
 DEFAULT_FOLDS = 6
-REFERENCES = ("mean effect", "status mean effect", "nearest lines", "ridge")
-METRICS = ("r2", "r2_effect", "mse", "mse_all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +166,7 @@ def fold_rows(bags: BagData, test_contexts: list[np.ndarray], seed: int) -> np.n
     rows = [np.flatnonzero(~np.isin(bags.row_context, test)) for test in test_contexts]
     size = max(len(r) for r in rows)
     if any(len(r) < size for r in rows):
-        log.warning("folds differ in size; smaller folds repeat rows up to %d", size)
+        logger.warning("folds differ in size; smaller folds repeat rows up to %d", size)
     return np.stack([np.concatenate([r, rng.choice(r, size - len(r))]) for r in rows])
 
 
@@ -195,7 +189,7 @@ def train_folds(bags: BagData, train_rows: np.ndarray, config: PerturbXStudyConf
                                    ("logits", config.selector_speed),))
     folds = Folds(train_rows, train_rows,
                   arrays={"gene_weights": gene_weights(bags, train_rows, config.gene_weights)})
-    log.info("training %d folds x %d seeds as one program: %d steps of %d bags of %d cells",
+    logger.info("training %d folds x %d seeds as one program: %d steps of %d bags of %d cells",
              len(train_rows), len(config.seeds), steps, config.batch_size,
              config.model.bag_size)
     table = bags.table()
@@ -214,7 +208,7 @@ def shared_arrays(bags: BagData, config: PerturbXStudyConfig) -> dict[str, np.nd
 def _log_every(epoch: int, state: TrainState, total: int) -> None:
     """A progress line every tenth of the run (the loop's default logs every epoch)."""
     if (epoch + 1) % max(1, total // 10) == 0:
-        log.info("epoch %d/%d  train loss %.4f  training-lines validation %.4f", epoch + 1,
+        logger.info("epoch %d/%d  train loss %.4f  training-lines validation %.4f", epoch + 1,
                  total, float(np.mean(state.train_loss[:, epoch])),
                  float(np.mean(state.val_loss[:, epoch])))
 
@@ -244,23 +238,6 @@ def score_rows(bags: BagData, status: np.ndarray, rows: np.ndarray, predicted: n
                         **mean_effect_scores(bags.control_means[context], bags.targets[row],
                                              effect, top)})
     return records
-
-
-def summarise(scores: pd.DataFrame) -> pd.DataFrame:
-    """Table 1: per model, the mean over held-out lines (all / WT / MUT) within each seed,
-    then mean and sd over seeds (references are deterministic: one 'seed')."""
-    parts = {"": scores, " WT": scores[scores["status"] == "WT"],
-             " MUT": scores[scores["status"] == "MUT"]}
-    per_seed = pd.concat(
-        [part.groupby(["model", "seed"])[list(METRICS)].mean().add_suffix(suffix)
-         for suffix, part in parts.items()], axis=1)
-    columns = ["r2", "r2 WT", "r2 MUT", "r2_effect", "r2_effect WT", "r2_effect MUT",
-               "mse", "mse_all"]
-    mean = per_seed.groupby("model")[columns].mean()
-    sd = per_seed.groupby("model")[columns].std().fillna(0.0)
-    table = mean.round(4).astype(str) + " ± " + sd.round(4).astype(str)
-    order = [MODEL, *REFERENCES]
-    return table.reindex([m for m in order if m in table.index]), mean
 
 
 def latent_separation(latents: np.ndarray, status: np.ndarray, test_contexts: list[np.ndarray],
@@ -385,64 +362,6 @@ def run(adata: ad.AnnData, config: PerturbXStudyConfig, workdir: str | Path,
         ranking["in_programme"] = ranking["gene"].isin(programme)
     results = {"scores": scores, "table": table.reset_index(), "separation": separation,
                "ranking": ranking, "diagnostics": diagnostics}
-    _write(results, bags, status, test_contexts, predictions, latents, top, config, workdir)
+    write_results(results, bags, status, test_contexts, predictions, latents, top, config,
+                  workdir)
     return results | {"means": means}
-
-
-def _write(results: dict[str, pd.DataFrame], bags: BagData, status: np.ndarray,
-           test_contexts: list[np.ndarray], predictions: np.ndarray, latents: np.ndarray,
-           top: np.ndarray, config: PerturbXStudyConfig, workdir: Path) -> None:
-    """Tables, the paper's figures and summary.md; every file written atomically."""
-    ranking, separation = results["ranking"], results["separation"]
-    head = ranking.head(config.n_top_genes)
-    lines = [f"# PerturbX: {bags.perturbations[0]} on {len(bags.contexts)} cell lines", "",
-             f"{len(test_contexts)} folds stratified by '{config.status_key}', seeds "
-             f"{list(config.seeds)}; R² / MSE on the top {config.n_top_degs} DEGs.", "",
-             "## Held-out lines (mean over lines within a seed; mean ± sd over seeds)", "",
-             markdown_table(results["table"].set_index("model")), "",
-             "## Aggregated latents vs status", "",
-             markdown_table(separation.set_index("seed")), "",
-             f"## Top {config.n_top_genes} genes (Shapley on PC1, mean over models)", "",
-             markdown_table(head.set_index("gene"), floatfmt="{:.4f}"), ""]
-    if "in_programme" in head:
-        lines += [f"Precision of the top {config.n_top_genes} against the true programme: "
-                  f"{head['in_programme'].mean():.2f}.", ""]
-    diagnostics = results["diagnostics"]
-    lines += ["Selector mean max probability (1 = every slot one gene): "
-              f"{diagnostics['selector_mean_max_probability'].min():.3f}-"
-              f"{diagnostics['selector_mean_max_probability'].max():.3f} (the reference's "
-              f"convergence, >= {CONVERGED}, reached by "
-              f"{int(diagnostics['selector_converged'].sum())}/{len(diagnostics)} models; "
-              "evaluation reads each slot's distinct argmax either way); Shapley "
-              f"({diagnostics['shapley_permutations'].iloc[0]} permutations) converged for "
-              f"{int(diagnostics['shapley_converged'].sum())}/{len(diagnostics)} models "
-              f"(max relative SE {diagnostics['shapley_max_relative_se'].max():.3f}).", ""]
-
-    figures = workdir / "figures"
-    fold0 = np.flatnonzero(np.isin(bags.row_context, test_contexts[0]))
-    train0 = np.flatnonzero(~np.isin(bags.row_context, test_contexts[0]))
-    baseline = refs.mean_effect(bags.targets[train0], 1)[0]
-    for label, want in (("responsive", True), ("non_responsive", False)):
-        rows = [r for r in fold0 if status[bags.row_context[r]] == want]
-        if rows:
-            row = rows[0]
-            plots.effect_scatter(bags.targets[row], {MODEL: predictions[0][row],
-                                                     "mean effect": baseline},
-                                 top, figures / f"effect_{label}.png",
-                                 title=f"{bags.contexts[bags.row_context[row]]} "
-                                       f"({'WT' if want else 'MUT'}), fold 0")
-    z = latents[0] - latents[0].mean(0)
-    pcs = z @ np.linalg.svd(z, full_matrices=False)[2][:2].T
-    row_status = status[bags.row_context]
-    held = np.isin(bags.row_context, test_contexts[0])
-    plots.embedding_scatter({"WT": pcs[row_status & ~held], "MUT": pcs[~row_status & ~held],
-                             "WT (held out)": pcs[row_status & held],
-                             "MUT (held out)": pcs[~row_status & held]},
-                            figures / "latents_pca.png",
-                            title="aggregated latents, fold 0 seed 0", size=30)
-    plots.importance_bars(ranking.head(20), figures / "gene_importance.png")
-    plots.metric_bars(results["scores"], list(METRICS), figures / "scores.png")
-    for name in ("scores", "table", "separation", "ranking", "diagnostics"):
-        write_csv(workdir / f"{name}.csv", results[name])
-    write_text(workdir / "config.json", json.dumps(dataclasses.asdict(config), indent=1))
-    write_text(workdir / "summary.md", "\n".join(lines))

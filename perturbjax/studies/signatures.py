@@ -1,12 +1,12 @@
 """Signature exposures from single-cell expression: per-signature ridge vs multi-task lasso.
 
-The seed's protocol (`../shared/specs/signatures.md`): CPM + log1p + per-gene
+The original code's protocol (`../shared/specs/signatures.md`): CPM + log1p + per-gene
 standardisation with statistics from the training cells only; models chosen by 10-fold CV
 inside the training set, scored on validation; then train + validation merged, statistics
 recomputed, models refit and the test set scored. Experiments: `random` (70/15/15),
 `cluster` (whole KMeans clusters held out), `scaled_exposures` (as random, exposures also
 CPM + log1p + standardised), and `leave_one_cluster_out` (every cluster once as the test
-set). Beyond the seed: bootstrap intervals, a permutation baseline, selection stability,
+set). Beyond the original code: bootstrap intervals, a permutation baseline, selection stability,
 and, on semi-synthetic data, gene recovery and catalogue reconstruction.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 import time
 from pathlib import Path
@@ -27,12 +26,11 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
 from perturbjax import plots
-from perturbjax.data.preprocess import log_cpm
+from perturbjax.data.preprocess import Standardiser, log_cpm
 from perturbjax.errors import RunValidationError
-from perturbjax.files import write_csv, write_text
 from perturbjax.linear import MultiTaskLasso, MultiTaskLassoCV, RidgeCV, ridge_fit
 from perturbjax.linear.base import r2_per_target
-from perturbjax.studies.report import markdown_table
+from perturbjax.studies.signatures_report import summarise, write_results
 
 logger = logging.getLogger("perturbjax")
 
@@ -42,9 +40,9 @@ MODELS = ("ridge", "multitask_lasso")
 
 @dataclasses.dataclass(frozen=True)
 class SignatureStudyConfig:
-    """Settings of the study; the defaults are the seed's, with a wider ridge grid.
+    """Settings of the study; the defaults are the original code's, with a wider ridge grid.
 
-    The seed used RidgeCV's default alphas (0.1, 1, 10), far too weak a penalty for ~2,000
+    The original code used RidgeCV's default alphas (0.1, 1, 10), far too weak a penalty for ~2,000
     standardised genes; here 13 values from 0.1 to 1e5 (the chosen alphas are reported).
     """
 
@@ -76,12 +74,6 @@ class SignatureStudyConfig:
             raise RunValidationError("SignatureStudyConfig", problems)
 
 
-def standardiser(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale of each column from training rows (StandardScaler: zero scale -> 1)."""
-    scale = train.std(axis=0)
-    return train.mean(axis=0), np.where(scale > 0, scale, 1.0)
-
-
 def random_split(n: int, seed: int) -> dict[str, np.ndarray]:
     """70 / 15 / 15 train / validation / test indices."""
     order = np.random.default_rng(seed).permutation(n)
@@ -95,9 +87,8 @@ def expression_clusters(logged: np.ndarray, n_pcs: int, max_clusters: int, seed:
     """KMeans on the first PCs of standardised log-CPM, k (3..max) by the best silhouette.
 
     At least three clusters, so that train, validation and test can each get whole ones."""
-    mean, scale = standardiser(logged)
     pcs = PCA(min(n_pcs, *logged.shape), random_state=seed).fit_transform(
-        (logged - mean) / scale)
+        Standardiser(logged)(logged))
     labels, silhouettes = {}, {}
     for k in range(3, max(3, max_clusters) + 1):
         labels[k] = KMeans(k, n_init=10, random_state=seed).fit_predict(pcs)
@@ -129,14 +120,13 @@ class Fitted:
     """Both models fitted on one training set, and how its inputs were scaled."""
 
     genes: np.ndarray
-    x_mean: np.ndarray
-    x_scale: np.ndarray
+    scaler: Standardiser
     ridge: RidgeCV
     lasso: MultiTaskLassoCV
 
     def features(self, logged: np.ndarray) -> np.ndarray:
         """The kept genes of log-CPM cells, standardised with the fitting cells' statistics."""
-        return (logged[:, self.genes] - self.x_mean) / self.x_scale
+        return self.scaler(logged[:, self.genes])
 
     def predict(self, logged: np.ndarray) -> dict[str, np.ndarray]:
         """Exposures predicted by each model."""
@@ -149,12 +139,12 @@ def fit_models(logged: np.ndarray, targets: np.ndarray, config: SignatureStudyCo
     """Genes by variance on these cells, their scaling, then RidgeCV per target and
     MultiTaskLassoCV, both with `config.cv`-fold CV inside these cells."""
     genes = np.sort(np.argsort(logged.var(axis=0))[::-1][: config.n_genes])
-    x_mean, x_scale = standardiser(logged[:, genes])
-    x = (logged[:, genes] - x_mean) / x_scale
+    scaler = Standardiser(logged[:, genes])
+    x = scaler(logged[:, genes])
     ridge = RidgeCV(config.ridge_alphas, cv=config.cv, alpha_per_target=True).fit(x, targets)
     lasso = MultiTaskLassoCV(alphas=config.lasso_alphas, cv=config.cv, tol=config.tol).fit(
         x, targets)
-    return Fitted(genes, x_mean, x_scale, ridge, lasso)
+    return Fitted(genes, scaler, ridge, lasso)
 
 
 def scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float | np.ndarray]:
@@ -235,8 +225,7 @@ def _targets(exposures: np.ndarray, train: np.ndarray, scaled: bool) -> np.ndarr
     if not scaled:
         return exposures
     logged = log_cpm(exposures)
-    mean, scale = standardiser(logged[train])
-    return (logged - mean) / scale
+    return Standardiser(logged[train])(logged)
 
 
 def _evaluate(experiment: str, part: str, logged: np.ndarray, targets: np.ndarray,
@@ -256,7 +245,7 @@ def _evaluate(experiment: str, part: str, logged: np.ndarray, targets: np.ndarra
 def run_experiment(experiment: str, logged: np.ndarray, exposures: np.ndarray,
                    labels: np.ndarray, config: SignatureStudyConfig,
                    catalogues: np.ndarray | None) -> list[Evaluation]:
-    """The seed's protocol for one experiment: validation scores of the training fit, test
+    """The original code's protocol for one experiment: validation scores of the training fit, test
     scores of the train + validation refit (statistics recomputed); for leave-one-cluster-out
     one fit per held-out cluster."""
     if experiment == "leave_one_cluster_out":
@@ -378,18 +367,9 @@ def run(adata: ad.AnnData, config: SignatureStudyConfig, workdir: str | Path
                                   workdir / "figures" / "lasso_top_genes_random.png")
     else:
         stability = pd.DataFrame(columns=["set", "gene", "frequency"])
-    plots.grouped_bars(metrics[metrics["part"].isin(["test"])], signatures,
-                       workdir / "figures" / "r2_per_signature.png")
-    plots.line(silhouettes, "clusters (k)", "silhouette",
-               workdir / "figures" / "silhouette_by_k.png")
-
-    summary = summarize(metrics, genes, stability, silhouettes, adata.uns.get("source", ""))
-    write_csv(workdir / "metrics.csv", metrics)
-    write_csv(workdir / "genes.csv", genes)
-    write_csv(workdir / "stability.csv", stability)
-    write_text(workdir / "top_genes.json", json.dumps(top_lists, indent=1))
-    write_text(workdir / "config.json", json.dumps(dataclasses.asdict(config), indent=1))
-    write_text(workdir / "summary.md", summary)
+    summary = summarise(metrics, genes, stability, silhouettes, adata.uns.get("source", ""))
+    write_results(workdir, config, summary, signatures, metrics, genes, stability, top_lists,
+                  silhouettes)
     return SignatureResults(metrics, genes, stability, summary)
 
 
@@ -405,35 +385,3 @@ def _permutation_rows(logged: np.ndarray, exposures: np.ndarray,
                            config, None)
     evaluation.truth = exposures[split["test"]]
     return pd.DataFrame(_metric_rows(evaluation, signatures, config, None))
-
-
-def summarize(metrics: pd.DataFrame, genes: pd.DataFrame, stability: pd.DataFrame,
-              silhouettes: dict[int, float], source: str) -> str:
-    """A markdown report: test tables per experiment, gene recovery, stability."""
-    test = metrics[~metrics["part"].eq("validation")]
-    columns = ["r2", "r2_low", "r2_high", "mse", "mse_over_variance"] + (
-        ["catalogue_cosine", "catalogue_cosine_true_exposures"]
-        if "catalogue_cosine" in metrics else [])
-    overall = test.groupby(["experiment", "model"], sort=False)[columns].mean()
-    per_signature = test.groupby(["experiment", "model"], sort=False)[
-        [f"r2_{s}" for s in genes["signature"].unique()]].mean()
-    recovery = [c for c in ("ridge_top_precision", "lasso_top_precision",
-                            "lasso_selected_recall") if c in genes]
-    lines = [f"# Signature exposures from expression\n\nData: {source}\n",
-             "## Test metrics (leave-one-cluster-out: mean over clusters)\n",
-             markdown_table(overall), "\n## R^2 per signature (test)\n",
-             markdown_table(per_signature),
-             "\n## Chosen penalties, selected genes, Jaccard of top genes\n",
-             markdown_table(genes[genes["part"].ne("validation")].groupby(
-                 ["experiment", "signature"], sort=False)[
-                 ["ridge_alpha", "lasso_alpha", "lasso_selected_genes",
-                  "jaccard_with_lasso_top", *recovery]].mean())]
-    if len(stability):
-        lines += ["\n## Selection frequency of the random experiment's top genes "
-                  "(bootstrap refits)\n",
-                  markdown_table(stability.groupby("set", sort=False)["frequency"].mean()
-                                 .to_frame("mean frequency"))]
-    lines += ["\n## Silhouette by number of clusters\n",
-              markdown_table(pd.Series(silhouettes, name="silhouette").rename_axis("k")
-                             .to_frame())]
-    return "\n".join(lines) + "\n"

@@ -1,16 +1,9 @@
 """The training core shared by every model: objective protocol, scanned loop, checkpoints."""
 
 from perturbjax.train.checkpoint import Checkpointer, CheckpointMismatchError
-from perturbjax.train.loop import (
-    FitResult,
-    Folds,
-    TrainConfig,
-    Trainer,
-    TrainState,
-    fit,
-    make_optimizer,
-    predict_members,
-)
+from perturbjax.train.config import TrainConfig, make_optimizer
+from perturbjax.train.loop import Trainer, TrainState, fit
+from perturbjax.train.members import FitResult, Folds, apply_members, predict_members
 from perturbjax.train.objective import Batch, Objective
 
 __all__ = [
@@ -23,6 +16,7 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "Trainer",
+    "apply_members",
     "fit",
     "make_optimizer",
     "predict_members",

@@ -3,7 +3,7 @@
 A model with a discriminator keeps one optimiser state per parameter group and, per batch,
 updates the network and then the discriminator, each on its own loss. Every update is a pure
 function of arrays, so the alternation runs inside the loop's scanned, vmapped epoch; a phase
-that is switched off (e.g. discriminator pre-training in the thesis schedule) keeps the old
+that is switched off (e.g. discriminator pre-training in the original schedule) keeps the old
 values instead of branching on the host.
 """
 
@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from perturbjax.train.objective import PyTree
+from perturbjax.train.trees import keep_if
 
 
 def split(params: PyTree, names: Collection[str]) -> tuple[dict, dict]:
@@ -36,11 +37,6 @@ def update(tx: optax.GradientTransformation, grads: PyTree, opt_state: PyTree,
     if when is None:
         return new_params, new_state
     return keep_if(when, new_params, params), keep_if(when, new_state, opt_state)
-
-
-def keep_if(flag: jax.Array, new: PyTree, old: PyTree) -> PyTree:
-    """`new` where the traced boolean `flag` holds, else `old` (leaf by leaf)."""
-    return jax.tree_util.tree_map(lambda n, o: jnp.where(flag, n, o), new, old)
 
 
 def binary_cross_entropy(logits: jax.Array, labels: jax.Array,

@@ -25,79 +25,15 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from perturbjax.train.checkpoint import Checkpointer
+from perturbjax.train.config import TrainConfig, make_optimizer
+from perturbjax.train.members import FitResult, Folds
 from perturbjax.train.objective import Batch, Objective, PyTree
+from perturbjax.train.trees import keep_if
 
-log = logging.getLogger("perturbjax")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """How to train: optimiser, schedule, batches, model selection and checkpoints.
-
-    Attributes:
-      epochs: maximum number of passes over the training cells.
-      batch_size: cells per step; the last partial batch of an epoch is dropped.
-      learning_rates: Adam learning rates; several are trained side by side (vmapped) and
-        the one with the lowest validation loss is kept per seed.
-      warmup_steps: linear warm-up of the learning rate from 0 over this many steps.
-      adam_eps, adam_betas, weight_decay: Adam's epsilon and moment decays, and an L2
-        penalty added to the gradient (PyTorch's `Adam(weight_decay=...)`).
-      decay_every, decay_factor: a staircase schedule: the learning rate is multiplied by
-        `decay_factor` every `decay_every` steps (0: constant; scPreGAN's StepLR).
-      patience: stop once no member improved its validation loss for this many epochs;
-        None trains every epoch.
-      select_best: keep the parameters of the best validation epoch (else the last).
-      validation_fraction: share of each (context, condition) group held out for validation.
-      checkpoint_every: save an orbax checkpoint every this many epochs (0: never).
-      shared_batch_order: every member visits the cells in the same shuffled order (seeds
-        still differ in initialisation and dropout). The mini-batch is then the same for all
-        members, so vmap turns each layer into one wide matmul instead of one per member.
-      learning_rate_multipliers: (parameter name, factor) pairs: parameters of that name
-        (e.g. a concrete selector's 'logits', which must travel far) take steps that many
-        times larger.
-    """
-
-    epochs: int = 200
-    batch_size: int = 64
-    learning_rates: tuple[float, ...] = (1e-3,)
-    warmup_steps: int = 0
-    adam_eps: float = 1e-8
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    decay_every: int = 0
-    decay_factor: float = 1.0
-    weight_decay: float = 0.0
-    patience: int | None = 20
-    select_best: bool = True
-    validation_fraction: float = 0.1
-    checkpoint_every: int = 0
-    shared_batch_order: bool = False
-    learning_rate_multipliers: tuple[tuple[str, float], ...] = ()
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.epochs < 1 or self.batch_size < 1:
-            problems.append(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) "
-                            "must be at least 1")
-        if not self.learning_rates or min(self.learning_rates) <= 0:
-            problems.append(f"learning_rates {self.learning_rates} must be non-empty and > 0")
-        if self.patience is not None and self.patience < 1:
-            problems.append(f"patience ({self.patience}) must be None or at least 1")
-        if not 0.0 < self.validation_fraction < 1.0:
-            problems.append(f"validation_fraction ({self.validation_fraction}) must lie in (0, 1)")
-        if any(factor <= 0 for _, factor in self.learning_rate_multipliers):
-            problems.append(f"learning_rate_multipliers {self.learning_rate_multipliers} "
-                            "must be positive")
-        if self.warmup_steps < 0 or self.checkpoint_every < 0 or self.decay_every < 0:
-            problems.append("warmup_steps, checkpoint_every and decay_every must be >= 0")
-        if not all(0.0 <= b < 1.0 for b in self.adam_betas) or not 0 < self.decay_factor <= 1:
-            problems.append(f"adam_betas {self.adam_betas} must lie in [0, 1) and "
-                            f"decay_factor ({self.decay_factor}) in (0, 1]")
-        if problems:
-            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+logger = logging.getLogger("perturbjax")
 
 
 @flax.struct.dataclass
@@ -115,102 +51,6 @@ class TrainState:
     best_epoch: jax.Array
     train_loss: jax.Array  # (epochs,) history, NaN where not yet run
     val_loss: jax.Array
-
-
-@dataclasses.dataclass(frozen=True)
-class Folds:
-    """Cross-validation folds trained side by side: fold f trains on rows `train_rows[f]` of the
-    training table and is validated on rows `validation_rows[f]` of the validation table.
-    Every fold has the same number of rows (one compiled program); `arrays` are per-fold
-    constants (leading axis = folds) handed to the objective with every batch, e.g. loss
-    weights computed from the fold's own training rows."""
-
-    train_rows: np.ndarray
-    validation_rows: np.ndarray
-    arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        train, val = np.asarray(self.train_rows), np.asarray(self.validation_rows)
-        if train.ndim != 2 or val.ndim != 2 or len(train) != len(val) or not len(train):
-            raise ValueError("Folds: train_rows and validation_rows must be (folds, rows) integer "
-                             f"arrays with the same number of folds, got {train.shape} and "
-                             f"{val.shape}")
-        bad = [k for k, a in self.arrays.items() if np.shape(a)[:1] != (len(train),)]
-        if bad:
-            raise ValueError(f"Folds.arrays {bad} must have a leading axis of {len(train)} folds")
-
-    @property
-    def n_folds(self) -> int:
-        return len(self.train_rows)
-
-    def check_rows(self, n_train: int, n_validation: int) -> None:
-        """Refuse row indices outside the tables (a gather would silently clip them)."""
-        for name, rows, n in (("train_rows", self.train_rows, n_train),
-                              ("validation_rows", self.validation_rows, n_validation)):
-            if np.min(rows) < 0 or np.max(rows) >= n:
-                raise ValueError(f"Folds.{name} must index rows 0..{n - 1} of its table")
-
-    def per_member(self, repeats: int) -> dict:
-        """Each fold's rows and arrays repeated for its seeds x learning rates (fold-major):
-        {'train_rows', 'validation_rows', 'arrays'}."""
-        repeat = lambda a: jnp.repeat(jnp.asarray(a), repeats, axis=0)  # noqa: E731
-        return {"train_rows": repeat(self.train_rows),
-                "validation_rows": repeat(self.validation_rows),
-                "arrays": {k: repeat(v) for k, v in self.arrays.items()}}
-
-
-@dataclasses.dataclass
-class FitResult:
-    """Per-(fold, seed) parameters chosen on validation, with the whole history.
-
-    `params` / `model_state` have a leading axis of folds x seeds, fold-major (without folds:
-    one fold, so simply seeds); each holds the learning rate with the lowest best validation
-    loss for that (fold, seed), and `learning_rate` is that rate.
-    `train_loss` / `val_loss` are (members, epochs_run) with members ordered fold, seed, rate.
-    `devices` is the number of devices the members axis was sharded over.
-    """
-
-    seeds: tuple[int, ...]
-    params: PyTree
-    model_state: PyTree
-    learning_rate: np.ndarray
-    best_epoch: np.ndarray
-    epochs_run: int
-    train_loss: np.ndarray
-    val_loss: np.ndarray
-    devices: int = 1
-    n_folds: int = 1
-
-
-def make_optimizer(learning_rate: jax.Array | float,
-                   config: TrainConfig) -> optax.GradientTransformation:
-    """Adam with an optional L2 penalty, linear warm-up and staircase decay; `learning_rate`
-    may be traced."""
-    warmup, every = config.warmup_steps, config.decay_every
-
-    def schedule(step: jax.Array) -> jax.Array:
-        ramp = jnp.minimum(step / warmup, 1.0) if warmup else 1.0
-        decay = config.decay_factor ** (step // every) if every else 1.0
-        return learning_rate * ramp * decay
-
-    parts = [optax.add_decayed_weights(config.weight_decay)] if config.weight_decay else []
-    b1, b2 = config.adam_betas
-    parts.append(optax.scale_by_adam(b1=b1, b2=b2, eps=config.adam_eps))
-    if config.learning_rate_multipliers:
-        parts.append(_scale_by_name(dict(config.learning_rate_multipliers)))
-    return optax.chain(*parts, optax.scale_by_learning_rate(schedule))
-
-
-def _scale_by_name(factors: dict[str, float]) -> optax.GradientTransformation:
-    """Multiply the updates of parameters whose (last) name is a key of `factors`."""
-    def scale(path, update):
-        name = getattr(path[-1], "key", None) if path else None
-        return update * factors.get(name, 1.0)
-
-    def update(updates, state, params=None):
-        return jax.tree_util.tree_map_with_path(scale, updates), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def _n_cells(batch: Batch) -> int:
@@ -300,14 +140,10 @@ class Trainer:
         still_waiting = (True if patience is None
                          else epoch - state.best_epoch <= patience)
         improved = (val < state.best_val) & still_waiting
-
-        def keep_if_improved(new, old):
-            return jax.tree_util.tree_map(lambda n, o: jnp.where(improved, n, o), new, old)
-
         return state.replace(
             params=params, model_state=model_state, opt_state=opt_state,
-            best_params=keep_if_improved(params, state.best_params),
-            best_model_state=keep_if_improved(model_state, state.best_model_state),
+            best_params=keep_if(improved, params, state.best_params),
+            best_model_state=keep_if(improved, model_state, state.best_model_state),
             best_val=jnp.where(improved, val, state.best_val),
             best_epoch=jnp.where(improved, epoch, state.best_epoch).astype(jnp.int32),
             train_loss=state.train_loss.at[epoch].set(losses.mean()),
@@ -387,7 +223,7 @@ def log_epoch(epoch: int, state: TrainState, total: int) -> None:
     """One progress line per epoch: mean train / validation loss over the members."""
     train = np.asarray(state.train_loss[:, epoch])
     val = np.asarray(state.val_loss[:, epoch])
-    log.info("epoch %d/%d  train %.5f  val %.5f  best epochs %s", epoch + 1, total,
+    logger.info("epoch %d/%d  train %.5f  val %.5f  best epochs %s", epoch + 1, total,
                  train.mean(), val.mean(), (np.asarray(state.best_epoch) + 1).tolist())
 
 
@@ -455,7 +291,7 @@ def fit(
         latest = checkpointer.latest_epoch()
         if latest is not None:
             state, start = checkpointer.restore(latest, state), latest
-            log.info("resumed from the checkpoint after epoch %d in %s", latest, workdir)
+            logger.info("resumed from the checkpoint after epoch %d in %s", latest, workdir)
 
     epochs_run = start
     member_shape = (n_folds, len(seeds), len(config.learning_rates))
@@ -464,7 +300,7 @@ def fit(
             # Checked before the epoch, so a run resumed from its last checkpoint stops where
             # the uninterrupted run stopped.
             if epoch > 0 and _patience_exhausted(state, epoch - 1, config.patience):
-                log.info("early stop after epoch %d: no member improved for %d epochs",
+                logger.info("early stop after epoch %d: no member improved for %d epochs",
                          epoch, config.patience)
                 break
             state = trainer.run_epoch(state, train, validation, epoch, shared, member_folds)
@@ -533,16 +369,3 @@ def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
     )
 
 
-def predict_members(objective: Objective, result: FitResult, batch: Batch,
-                    chunk: int = 4096, shared: Batch | None = None) -> np.ndarray:
-    """`objective.predict` for every (fold, seed) member on the same batch, in chunks of rows
-    (`shared` arrays are given whole with every chunk): array (members, rows, ...)."""
-    predict = jax.jit(jax.vmap(objective.predict, in_axes=(0, 0, None)))
-    n = _n_cells(batch)
-    parts = []
-    for start in range(0, n, chunk):
-        rows = {key: value[start : start + chunk] for key, value in batch.items()}
-        parts.append(np.asarray(predict(result.params, result.model_state,
-                                        {**rows, **(shared or {})})))
-    n_members = result.n_folds * len(result.seeds)
-    return np.concatenate(parts, axis=1) if parts else np.zeros((n_members, 0))

@@ -1,7 +1,7 @@
 """A hyper-parameter grid of MLP regressors trained as one compiled program.
 
-The seed searched its grid with a Python loop (scikit-learn's `ParameterGrid`), one training
-run after another. Here every (grid point, fold, seed) run of the whole search is one
+The original code searched its grid with a Python loop (scikit-learn's `ParameterGrid`), one
+training run after another. Here every (grid point, fold, seed) run of the whole search is one
 `jax.jit` call:
 
 - runs whose arrays have the same shapes (hidden sizes, batch size) form a group trained by
@@ -11,8 +11,8 @@ run after another. Here every (grid point, fold, seed) run of the whole search i
   same batch order);
 - the groups are traced into one function, so XLA sees the whole search as one program and
   the host syncs once, at the end;
-- a NaN guard replaces the seed's abort: a member whose loss turns non-finite keeps its last
-  finite parameters, stops updating and is flagged `diverged`.
+- a NaN guard replaces the original code's abort: a member whose loss turns non-finite keeps
+  its last finite parameters, stops updating and is flagged `diverged`.
 
 Members of one group that share (fold, seed) share their initialisation and batch order
 (common random numbers), so configurations are compared on equal terms.
@@ -31,8 +31,9 @@ import numpy as np
 import optax
 
 from perturbjax.models.mlp_regressor import MLPRegressor
-from perturbjax.train.loop import TrainConfig, make_optimizer
+from perturbjax.train import TrainConfig, make_optimizer
 from perturbjax.train.objective import PyTree
+from perturbjax.train.trees import keep_if
 
 ACTIVATIONS = ("relu", "tanh")
 # The shared loop's optimiser with its defaults: plain Adam, no warm-up, no weight decay.
@@ -42,7 +43,7 @@ PREDICT_CHUNK = 16  # members predicted at once at a snapshot (bounds the gather
 
 @dataclasses.dataclass(frozen=True)
 class GridPoint:
-    """One configuration of the seed's grid."""
+    """One configuration of the original code's grid."""
 
     hidden: tuple[int, ...]
     activation: str
@@ -67,9 +68,9 @@ def parameter_grid(hidden: Sequence[Sequence[int]], activation: Sequence[str],
     return [GridPoint(tuple(h), a, float(lr), int(b), int(e)) for a, b, e, h, lr in combos]
 
 
-# The seed's grid: its best point (tanh, batch 16, 100 epochs, 32-16 units, lr 0.01) and the
+# The original grid: its best point (tanh, batch 16, 100 epochs, 32-16 units, lr 0.01) and the
 # neighbours its text names on every axis.
-SEED_GRID = parameter_grid(
+ORIGINAL_GRID = parameter_grid(
     hidden=((32, 16), (64, 32), (128, 64)), activation=("relu", "tanh"),
     learning_rate=(1e-3, 1e-2), batch_size=(16, 32), epochs=(50, 100),
 )
@@ -172,9 +173,8 @@ def _program(signature: tuple, keep_params: bool) -> Callable:
                 updates, new_opt = make_optimizer(lr, ADAM).update(grads, opt_state)
                 new_params = optax.apply_updates(params, updates)
                 bad = diverged | ~jnp.isfinite(loss)
-                keep = functools.partial(jax.tree_util.tree_map,
-                                         lambda old, new: jnp.where(bad, old, new))
-                return (keep(params, new_params), keep(opt_state, new_opt), bad), loss
+                return (keep_if(~bad, new_params, params), keep_if(~bad, new_opt, opt_state),
+                        bad), loss
 
             (params, opt_state, diverged), losses = jax.lax.scan(
                 step, (params, opt_state, diverged), order)
@@ -280,3 +280,16 @@ def predict(point: GridPoint, params: PyTree, features: np.ndarray) -> np.ndarra
 @functools.partial(jax.jit, static_argnums=0)
 def _apply(module: MLPRegressor, params: PyTree, x: jax.Array, use_tanh: jax.Array) -> jax.Array:
     return module.apply({"params": params}, x, use_tanh)
+
+
+def ensemble(point: GridPoint, params: Sequence[PyTree]) -> Callable[[jax.Array], jax.Array]:
+    """The mean prediction of several trained runs of one point for one row of features
+    (standardised target units): a pure function, for `jax.vmap` or integrated gradients."""
+    module = MLPRegressor(point.hidden)
+    use_tanh = jnp.asarray(point.activation == "tanh")
+    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *params)
+
+    def mean_prediction(x: jax.Array) -> jax.Array:
+        return jax.vmap(lambda p: module.apply({"params": p}, x, use_tanh))(stacked).mean()
+
+    return mean_prediction
