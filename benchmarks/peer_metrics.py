@@ -1,7 +1,7 @@
 """The peers' side of the metric checks: cell-eval's and pertpy's values and timings.
 
 Runs in the peers' own environment (`benchmarks/requirements-peer-metrics.txt`; it imports
-nothing of perturbjax) on arrays written by `tests/test_peer_metrics.py` or
+nothing of perturbjax) on arrays written by `tests/metrics/test_peer_parity.py` or
 `benchmarks/metric_speed.py`, and writes what the peers compute as JSON:
 
   metrics-peer-venv/bin/python benchmarks/peer_metrics.py values INPUT.npz OUTPUT.json

@@ -7,7 +7,8 @@ mean first, which keeps the |x|^2 + |y|^2 - 2 x.y expansion accurate in float32.
 term is computed in float32 (the matrix products) and summed in float64: an E-distance is a
 difference of means some 20-70 times larger than itself, and float32 sums left it ~1e-5 off
 in relative terms; float64 sums keep it within ~3e-7 of a float64 computation
-(`tests/test_metrics.py`) at no measurable cost (`benchmarks/metric_speed.py`).
+(`tests/metrics/test_distances_and_expression.py`) at no measurable cost
+(`benchmarks/metric_speed.py`).
 """
 
 from __future__ import annotations

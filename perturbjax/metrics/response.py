@@ -5,7 +5,7 @@ cells; d_R = mean(R) - mean(C) and d_P = mean(P) - mean(C), per gene, in float64
 lists come from R vs C only (scanpy's Wilcoxon, genes expressed in at least 10% of the cells
 of either group, ranked by |score|); P is tested against C on its own, never beside R. The
 definitions are those of cell-eval where it has the metric (`pearson_delta`, `mae`,
-`discrimination_score`, overlap at N), and `tests/test_peer_metrics.py` checks them there.
+`discrimination_score`, overlap at N), and `tests/metrics/test_peer_parity.py` checks them there.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ class MTAe(nn.Module):
             z = self.encoder(x, train=train)
             return z, jnp.zeros(z.shape[:-1], z.dtype)
         mean, log_variance = self.encoder(x, train=train)
-        kl = jnp.sum(gaussian_kl(mean, log_variance), axis=-1)
+        kl = gaussian_kl(mean, log_variance)
         if not train:
             return mean, kl
         noise = jax.random.normal(self.make_rng("latent"), mean.shape, mean.dtype)

@@ -210,7 +210,7 @@ class ScButterfly(nn.Module):
 
 def kl_mean(mu: jax.Array, log_variance: jax.Array) -> jax.Array:
     """scButterfly's KL (kl_mean=True): the mean over cells and dimensions."""
-    return jnp.mean(gaussian_kl(mu, log_variance))
+    return jnp.mean(gaussian_kl(mu, log_variance, axis=None))
 
 
 def _mse(x: jax.Array, y: jax.Array) -> jax.Array:

@@ -72,7 +72,7 @@ class ScGenVAE(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
         """(reconstruction, KL per cell); training decodes a sample, evaluation the mean."""
         mean, variance = self.encode(x, train=train)
-        kl = jnp.sum(gaussian_kl(mean, jnp.log(variance), variance), axis=-1)
+        kl = gaussian_kl(mean, jnp.log(variance), variance)
         z = mean
         if train:
             z = mean + jnp.sqrt(variance) * jax.random.normal(self.make_rng("latent"),

@@ -164,13 +164,15 @@ class Discriminator(nn.Module):
         return dense(1, x.shape[-1])(x)[..., 0]
 
 
-def gaussian_kl(mean: jax.Array, log_variance: jax.Array,
-                variance: jax.Array | None = None) -> jax.Array:
-    """KL(N(mean, variance) || N(0, 1)) per latent dimension (sum or average it as the model
-    does); `variance` defaults to exp(log_variance)."""
+def gaussian_kl(mean: jax.Array, log_variance: jax.Array, variance: jax.Array | None = None,
+                axis: int | None = -1) -> jax.Array:
+    """KL(N(mean, variance) || N(0, 1)) summed over `axis`, the latent dimensions (None: each
+    dimension's term, for a model that averages them); `variance` defaults to
+    exp(log_variance)."""
     if variance is None:
         variance = jnp.exp(log_variance)
-    return 0.5 * (variance + mean**2 - 1.0 - log_variance)
+    terms = variance + mean**2 - 1.0 - log_variance
+    return 0.5 * (terms if axis is None else jnp.sum(terms, axis=axis))
 
 
 def one_hot(codes: jax.Array, n: int) -> jax.Array:

@@ -6,10 +6,9 @@ import pandas as pd
 import pytest
 
 from perturbjax.studies import ood
+from tests.conftest import TINY
 
-from .conftest import TINY
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY_STUDY = ood.OODConfig(held_out=("type_0",), seeds=(1, 2), epochs=3, synthetic=TINY,
                            checkpoint_every=2, ceiling_repeats=2)
 

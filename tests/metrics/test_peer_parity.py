@@ -22,7 +22,7 @@ from perturbjax.metrics.response import MIN_EXPRESSED_FRACTION, discrimination
 from perturbjax.models.references import predict_mean_shift
 
 PEER_PYTHON = "PERTURBJAX_METRICS_PEER_PYTHON"
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_metrics.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "peer_metrics.py"
 SPEC = PerturbationSpec("cell_type", "condition", "control")
 CONTEXT = "CD4T"
 

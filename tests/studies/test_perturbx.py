@@ -30,8 +30,6 @@ from perturbjax.models import perturbx
 from perturbjax.shapley import exact_shapley, sampled_shapley
 from perturbjax.studies.perturbx import (
     DEFAULT_FOLDS,
-    MODEL,
-    REFERENCES,
     FoldCountError,
     PerturbXStudyConfig,
     fold_count,
@@ -41,10 +39,11 @@ from perturbjax.studies.perturbx import (
     prepare_cells,
     run,
 )
+from perturbjax.studies.perturbx_report import MODEL, REFERENCES
 from perturbjax.train import Folds, TrainConfig, fit
 from tests.release_files import write_10x_experiment
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY_MODEL = perturbx.PerturbXConfig(n_select=8, encoder_hidden=16, decoder_hidden=32,
                                      bag_size=12, eval_bag_size=12)
 

@@ -43,7 +43,7 @@ from perturbjax.drug.grid import (
 from perturbjax.drug.synthetic import make_toy_drug_data
 from perturbjax.studies import drug_response as study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------- GDSC loaders
 

@@ -21,7 +21,7 @@ from perturbjax.studies.perturbx import PerturbXStudyConfig
 from perturbjax.studies.run_record import RUN_FILE, WorkdirMismatchError
 from perturbjax.studies.signatures import SignatureStudyConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "experiments" / "ood_benchmark.py"
 
 

@@ -16,8 +16,7 @@ from perturbjax.data import (
     stratified_validation_mask,
     validate,
 )
-
-from .conftest import TINY
+from tests.conftest import TINY
 
 SPEC = SYNTHETIC_SPEC
 

@@ -201,7 +201,7 @@ def test_seed_axis_shards_over_two_devices_with_the_same_result(tmp_path):
         from perturbjax.models import mtae
         from perturbjax.models.fitting import ConditionEncoding, Task, batch_of
         from tests.conftest import TINY
-        from tests.test_train_loop import CONFIG, TINY_MODEL
+        from tests.train.test_loop import CONFIG, TINY_MODEL
         from perturbjax.train import fit
         assert jax.device_count() == 2
         adata = make_perturbation_data(TINY)

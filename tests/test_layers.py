@@ -1,0 +1,64 @@
+"""The package's imports run downward only: a module imports nothing from a higher layer."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "perturbjax"
+# Layers from the bottom up; a top-level module of the package (cli, files, ot, plots, ...)
+# belongs to the lowest layer.
+LAYERS = ({"data", "nn", "train", "metrics", "linear"}, {"models"}, {"drug"}, {"studies"})
+
+
+def layer_of(part: str) -> int:
+    return next((i for i, names in enumerate(LAYERS) if part in names), 0)
+
+
+def imports(path: Path) -> list[str]:
+    """The absolute imports of `path`, as dotted module names."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+    return names
+
+
+def upward_imports(root: Path) -> list[str]:
+    """Every `module -> imported module` pair that goes from a lower layer to a higher one
+    (the launchers and benchmarks are above every layer of the package)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts == ("__init__",):
+            continue  # the package's public names may come from any layer
+        mine = layer_of(parts[0])
+        for name in imports(path):
+            target = name.split(".")
+            if target[0] in ("experiments", "benchmarks") or (
+                    target[0] == "perturbjax" and len(target) > 1 and layer_of(target[1]) > mine):
+                found.append(f"{path.relative_to(root.parent)} -> {name}")
+    return found
+
+
+def test_no_module_imports_from_a_higher_layer():
+    assert upward_imports(PACKAGE) == []
+
+
+def test_the_layer_check_finds_an_upward_import(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "loop.py").write_text("from perturbjax.models.mtae import MTAe\n")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "mtae.py").write_text("from perturbjax.train.loop import fit\n")
+    assert upward_imports(tmp_path) == [f"{tmp_path.name}/train/loop.py -> "
+                                        "perturbjax.models.mtae"]
+
+
+def test_the_launchers_are_above_the_package(tmp_path):
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "ood.py").write_text("import experiments.ood_benchmark\n")
+    assert upward_imports(tmp_path) == [f"{tmp_path.name}/studies/ood.py -> "
+                                        "experiments.ood_benchmark"]
