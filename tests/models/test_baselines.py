@@ -74,14 +74,14 @@ def test_dose_scale_is_log_linear_from_zero_to_the_highest_dose():
     assert scvidr.dose_scale(3.0, 30.0) == pytest.approx(np.log(4.0) / np.log(31.0))
 
 
-def test_published_hyper_parameters_are_the_default_configurations():
-    vae, train = scgen.CONFIGS["default"]
+def test_each_baseline_has_its_published_hyper_parameters_as_its_one_configuration():
+    vae, train = scgen.CONFIGS["published"]
     assert (vae.n_hidden, vae.n_layers, vae.latent, vae.dropout, vae.kl_weight) == (
         800, 2, 100, 0.2, 5e-5)
     assert (train.batch_size, train.learning_rates, train.adam_eps, train.weight_decay,
             train.epochs, train.patience) == (32, (1e-3,), 0.01, 1e-6, 100, 25)
-    assert scvidr.CONFIGS["default"][1].batch_size == 128
-    gan, gan_train = scpregan.CONFIGS["default"]
+    assert scvidr.CONFIGS["published"][1].batch_size == 128
+    gan, gan_train = scpregan.CONFIGS["published"]
     assert (gan.encoder_hidden, gan.latent, gan.generator_hidden) == ((512, 256), 16,
                                                                       (256, 512))
     assert (gan.adversarial_weight, gan.reconstruction_weight, gan.consistency_weight) == (
@@ -96,7 +96,7 @@ def test_published_hyper_parameters_are_the_default_configurations():
     # scButterfly's perturbation tutorial: encoders [G, 256, 128] and [G, 128, 128], dropout
     # 0.1, input noise 0.5, KL 20 / G per modality warmed up over 50 epochs; Model.train:
     # 100 + 100 pre-training and 200 translator epochs, batch 64, SGD 5e-3 discriminators.
-    butterfly, butterfly_train = scbutterfly.CONFIGS["default"]
+    butterfly, butterfly_train = scbutterfly.CONFIGS["published"]
     assert (butterfly.control_hidden, butterfly.perturbed_hidden, butterfly.latent) == (
         (256,), (128,), 128)
     assert (butterfly.dropout, butterfly.input_noise, butterfly.kl_scale,
