@@ -18,40 +18,45 @@ import logging
 from absl import flags
 from absl import logging as absl_logging
 
-from perturbjax.cli import parse_seeds, run_launcher
-from perturbjax.models import LEARNED, REFERENCES
+from perturbjax.cli import config_from_flags, define_flags, run_launcher
+from perturbjax.models import MODEL_NAMES
+from perturbjax.models.mtae import CONDITIONINGS
 from perturbjax.ot import PairingConfig
 from perturbjax.studies.ood import DESIGNS, OODConfig, available_models, run
 
-FLAGS = flags.FLAGS
-flags.DEFINE_enum("design", "single", DESIGNS, "single perturbation, multi-dose or species.")
-flags.DEFINE_string("data", "synthetic", "'synthetic' or the path of an h5ad file (for "
-                    "multidose / species: scVIDR's Nault / scGen's species schema).")
-flags.DEFINE_string("context_key", "cell_type", "obs column of the held-out unit.")
-flags.DEFINE_string("condition_key", "condition", "obs column of the condition.")
-flags.DEFINE_string("control_value", "control", "Value of the condition column for controls.")
-flags.DEFINE_bool("counts", False, "X holds raw counts: apply normalize_total + log1p first.")
-flags.DEFINE_integer("n_top_genes", None, "Keep this many HVGs of the training pool.")
-flags.DEFINE_list("held_out", [], "Contexts to hold out (default: every context).")
-flags.DEFINE_list("models", list(OODConfig.__dataclass_fields__["models"].default),
-                  f"Models to run, or 'all' (those the design allows): "
-                  f"{list(LEARNED) + list(REFERENCES)}.")
-flags.DEFINE_string("configuration", "default", "Named model configuration: default | original.")
-flags.DEFINE_list("seeds", ["1", "2", "19193"], "Seeds, trained together as one vmapped program.")
-flags.DEFINE_integer("epochs", None, "Override the configuration's number of epochs.")
-flags.DEFINE_integer("checkpoint_every", 25, "Epochs between orbax checkpoints (0: none).")
-flags.DEFINE_enum("conditioning", "one_hot", ["one_hot", "log_dose"],
-                  "Condition vector of the learned models: one-hot, or log1p(dose).")
-flags.DEFINE_list("held_out_conditions", [], "Conditions (doses) removed from training for "
-                  "every context; scored in a table of their own.")
-flags.DEFINE_float("ot_relative_epsilon", 0.01, "Sinkhorn epsilon / mean cost of a group.")
-flags.DEFINE_bool("ot_sample", False, "Draw OT partners from the coupling row (else argmax).")
-flags.DEFINE_integer("ceiling_repeats", OODConfig.__dataclass_fields__["ceiling_repeats"].default,
-                     "Random half splits of the real cells behind each replicate ceiling.")
-flags.DEFINE_bool("figures", True, "Write PNG figures.")
+SETTINGS = ("design", "data", "context_key", "condition_key", "control_value", "counts",
+            "n_top_genes", "held_out", "models", "configuration", "seeds", "epochs",
+            "checkpoint_every", "conditioning", "held_out_conditions", "ceiling_repeats",
+            "figures")
+define_flags(OODConfig, {
+    "design": "single perturbation, multi-dose or species.",
+    "data": "'synthetic' or the path of an h5ad file (for multidose / species: scVIDR's Nault "
+            "/ scGen's species schema).",
+    "context_key": "obs column of the held-out unit.",
+    "condition_key": "obs column of the condition.",
+    "control_value": "Value of the condition column for controls.",
+    "counts": "X holds raw counts: apply normalize_total + log1p first.",
+    "n_top_genes": "Keep this many HVGs of the training pool.",
+    "held_out": "Contexts to hold out (default: every context).",
+    "models": f"Models to run, or 'all' (those the design allows): {list(MODEL_NAMES)}.",
+    "configuration": "Named model configuration: default | original.",
+    "seeds": "Seeds, trained together as one vmapped program.",
+    "epochs": "Override the configuration's number of epochs.",
+    "checkpoint_every": "Epochs between orbax checkpoints (0: none).",
+    "conditioning": "Condition vector of the learned models: one-hot, or log1p(dose).",
+    "held_out_conditions": "Conditions (doses) removed from training for every context; "
+                           "scored in a table of their own.",
+    "ceiling_repeats": "Random half splits of the real cells behind each replicate ceiling.",
+    "figures": "Write PNG figures.",
+}, include=SETTINGS, choices={"design": DESIGNS, "conditioning": CONDITIONINGS})
+define_flags(PairingConfig, {"relative_epsilon": "Sinkhorn epsilon / mean cost of a group.",
+                             "sample": "Draw OT partners from the coupling row (else argmax)."},
+             include=("relative_epsilon", "sample"),
+             names={"relative_epsilon": "ot_relative_epsilon", "sample": "ot_sample"})
 flags.DEFINE_string("workdir", "runs/ood_benchmark", "Output folder (resumes if it exists).")
 flags.DEFINE_bool("overwrite", False, "Replace a workdir that holds another run (other data, "
                   "configuration or schedule) instead of refusing it.")
+FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
@@ -60,17 +65,10 @@ def main(argv: list[str]) -> None:
     logging.getLogger("perturbjax").setLevel(logging.INFO)  # keep one progress line per epoch
     models = (available_models(FLAGS.design) if FLAGS.models == ["all"]
               else tuple(FLAGS.models))
-    config = OODConfig(
-        design=FLAGS.design, data=FLAGS.data, context_key=FLAGS.context_key,
-        condition_key=FLAGS.condition_key, control_value=FLAGS.control_value,
-        counts=FLAGS.counts, n_top_genes=FLAGS.n_top_genes,
-        held_out=tuple(FLAGS.held_out), models=models,
-        configuration=FLAGS.configuration, seeds=parse_seeds(FLAGS.seeds, "seeds"),
-        epochs=FLAGS.epochs, checkpoint_every=FLAGS.checkpoint_every, figures=FLAGS.figures,
-        ceiling_repeats=FLAGS.ceiling_repeats,
-        conditioning=FLAGS.conditioning, held_out_conditions=tuple(FLAGS.held_out_conditions),
-        pairing=PairingConfig(relative_epsilon=FLAGS.ot_relative_epsilon, sample=FLAGS.ot_sample),
-    )
+    pairing = config_from_flags(PairingConfig, include=("relative_epsilon", "sample"),
+                                names={"relative_epsilon": "ot_relative_epsilon",
+                                       "sample": "ot_sample"})
+    config = config_from_flags(OODConfig, include=SETTINGS, models=models, pairing=pairing)
     results = run(config, FLAGS.workdir, overwrite=FLAGS.overwrite)
     print(results.summary)
     print(f"outputs in {FLAGS.workdir}: metrics.csv, summary.md, ranking.csv, figures/")

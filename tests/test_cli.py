@@ -1,0 +1,62 @@
+"""Flags made from a configuration dataclass carry its defaults and build it back."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from absl import flags
+
+from perturbjax.cli import config_from_flags, define_flags, parse_seeds
+from perturbjax.errors import PerturbjaxError
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    design: str = "single"
+    epochs: int | None = None
+    rate: float = 0.5
+    figures: bool = True
+    held_out: tuple[str, ...] = ()
+    doses: tuple[float, ...] = (0.1, 1.0)
+    seeds: tuple[int, ...] = (1, 2)
+    hidden: str = "not a flag"
+
+
+FLAGGED = [f.name for f in dataclasses.fields(Settings) if f.name != "hidden"]
+
+
+def _flags(*argv: str) -> flags.FlagValues:
+    values = flags.FlagValues()
+    define_flags(Settings, {"epochs": "Epochs."}, include=FLAGGED,
+                 names={"rate": "learning_rate"}, choices={"design": ("single", "species")},
+                 flag_values=values)
+    values(["launcher", *argv])
+    return values
+
+
+def test_flags_default_to_the_dataclass_and_build_it_back():
+    values = _flags()
+    assert values["learning_rate"].default == 0.5 and values["epochs"].help == "Epochs."
+    built = config_from_flags(Settings, include=FLAGGED, names={"rate": "learning_rate"},
+                              flag_values=values)
+    assert built == Settings()
+
+
+def test_given_flags_are_parsed_to_the_field_types():
+    values = _flags("--design=species", "--epochs=3", "--learning_rate=0.1", "--nofigures",
+                    "--held_out=a,b", "--doses=3,10", "--seeds=5")
+    built = config_from_flags(Settings, names={"rate": "learning_rate"}, flag_values=values,
+                              hidden="given")
+    assert built == Settings("species", 3, 0.1, False, ("a", "b"), (3.0, 10.0), (5,), "given")
+
+
+def test_bad_values_name_their_flag():
+    with pytest.raises(flags.IllegalFlagValueError):
+        _flags("--design=bulk")
+    values = _flags("--doses=1,x")
+    with pytest.raises(PerturbjaxError, match="--doses: 'x' is not a float"):
+        config_from_flags(Settings, names={"rate": "learning_rate"}, flag_values=values,
+                          hidden="h")
+    with pytest.raises(PerturbjaxError, match="--seeds"):
+        parse_seeds(["1", "1"], "seeds")
