@@ -35,9 +35,9 @@ from perturbjax.studies.perturbx import (
     gene_weights,
     line_status,
     make_folds,
-    prepare_cells,
     shared_arrays,
 )
+from perturbjax.studies.perturbx_data import prepare_cells
 from perturbjax.train import Folds, TrainConfig, Trainer
 
 

@@ -15,106 +15,65 @@ The download-free toy set (about 25 seconds):
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-import pandas as pd
-from absl import app, flags
+from absl import flags
 
-from perturbjax.cli import parse_seeds, run_launcher
-from perturbjax.data import shared_data_dir
-from perturbjax.data.gdsc import MUTATIONS_FILE, read_mutation_status
-from perturbjax.data.mixseq import load_mixseq, tp53_wild_type
-from perturbjax.data.synthetic_mixseq import MixSeqSimConfig, make_mixseq_like, make_toy_mixseq
+from perturbjax.cli import config_from_flags, define_flags, run_launcher
+from perturbjax.data.synthetic_mixseq import MixSeqSimConfig
 from perturbjax.models.perturbx import POOLINGS, TARGETS, PerturbXConfig
-from perturbjax.studies.perturbx import (
-    DEFAULT_FOLDS,
-    FoldCountError,
-    PerturbXStudyConfig,
-    prepare_cells,
-    run,
-)
+from perturbjax.studies.perturbx import DEFAULT_FOLDS, FoldCountError, PerturbXStudyConfig, run
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "Shared data folder with gdsc/ (default: "
-                    "$PERTURBJAX_DATA or ../shared/data).")
-flags.DEFINE_string("mixseq_dir", None, "Folder of MIX-seq experiment folders (real data).")
-flags.DEFINE_list("experiments", ["DMSO_24hr_expt1", "Idasanutlin_24hr_expt1"],
-                  "MIX-seq experiment folders: the DMSO control and one drug.")
-flags.DEFINE_string("status_csv", None, "CSV with columns cell_line,tp53_wt (real data).")
-flags.DEFINE_bool("toy", False, "Use the download-free toy data set instead.")
-flags.DEFINE_integer("lines", 24, "Semi-synthetic: cell lines.")
-flags.DEFINE_integer("wild_type", 7, "Semi-synthetic: TP53 wild-type lines among them.")
-flags.DEFINE_integer("genes", 2000, "Semi-synthetic: genes simulated.")
-flags.DEFINE_float("basal_shift", MixSeqSimConfig.basal_shift,
-                   "Semi-synthetic: tonic programme activity in wild-type lines (log units).")
-flags.DEFINE_list("exclude_lineages", list(MixSeqSimConfig.exclude_lineages),
-                  "Semi-synthetic: DepMap lineages never drawn (empty: draw from all).")
-flags.DEFINE_integer("n_top_genes", None, "Keep this many highly variable genes (scanpy).")
-flags.DEFINE_enum("pooling", "mean", list(POOLINGS), "Bag pooling.")
-flags.DEFINE_enum("target", "bootstrap", list(TARGETS), "Training target.")
-flags.DEFINE_integer("n_select", 64, "Genes the concrete selector reads.")
-flags.DEFINE_integer("bag_size", 64, "Cells per training bag.")
-flags.DEFINE_integer("folds", None, "Folds over cell lines, stratified by TP53 status "
-                     f"(default: {DEFAULT_FOLDS}, or the smaller status class's line count).")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; every fold x seed is one member.")
-flags.DEFINE_integer("epochs", 300, "Epochs (passes over the training lines).")
-flags.DEFINE_integer("batch_size", 4, "Bags per step.")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-flags.DEFINE_integer("shapley_permutations", 128, "Permutations of the Shapley estimate.")
-flags.DEFINE_integer("seed", 0, "Seed of the simulation and the folds.")
+STUDY = ("toy", "data_dir", "mixseq_dir", "experiments", "status_csv", "hvgs", "n_folds",
+         "fold_seed", "seeds", "epochs", "batch_size", "learning_rate", "shapley_permutations")
+STUDY_NAMES = {"hvgs": "n_top_genes", "n_folds": "folds", "fold_seed": "seed"}
+MODEL = ("n_select", "pooling", "target", "bag_size")
+SIMULATION = ("n_lines", "n_wild_type", "n_genes", "basal_shift", "exclude_lineages")
+SIMULATION_NAMES = {"n_lines": "lines", "n_wild_type": "wild_type", "n_genes": "genes"}
+define_flags(PerturbXStudyConfig, {
+    "toy": "Use the download-free toy data set instead.",
+    "data_dir": "Shared data folder with gdsc/ (default: $PERTURBJAX_DATA or ../shared/data).",
+    "mixseq_dir": "Folder of MIX-seq experiment folders (real data).",
+    "experiments": "MIX-seq experiment folders: the DMSO control and one drug.",
+    "status_csv": "CSV with columns cell_line,tp53_wt (real data).",
+    "hvgs": "Keep this many highly variable genes (scanpy).",
+    "n_folds": "Folds over cell lines, stratified by TP53 status (default: "
+               f"{DEFAULT_FOLDS}, or the smaller status class's line count).",
+    "fold_seed": "Seed of the simulation and the folds.",
+    "seeds": "Seeds; every fold x seed is one member.",
+    "epochs": "Epochs (passes over the training lines).",
+    "batch_size": "Bags per step.",
+    "learning_rate": "Adam learning rate.",
+    "shapley_permutations": "Permutations of the Shapley estimate.",
+}, include=STUDY, names=STUDY_NAMES)
+define_flags(PerturbXConfig, {"n_select": "Genes the concrete selector reads.",
+                              "pooling": "Bag pooling.", "target": "Training target.",
+                              "bag_size": "Cells per training bag."},
+             include=MODEL, choices={"pooling": POOLINGS, "target": TARGETS})
+define_flags(MixSeqSimConfig, {
+    "n_lines": "Semi-synthetic: cell lines.",
+    "n_wild_type": "Semi-synthetic: TP53 wild-type lines among them.",
+    "n_genes": "Semi-synthetic: genes simulated.",
+    "basal_shift": "Semi-synthetic: tonic programme activity in wild-type lines (log units).",
+    "exclude_lineages": "Semi-synthetic: DepMap lineages never drawn (empty: draw from all).",
+}, include=SIMULATION, names=SIMULATION_NAMES)
 flags.DEFINE_string("workdir", "runs/perturbx", "Output folder.")
-
-
-def _load():
-    """(log-normalised cells with obs tp53_wt, programme genes or None)."""
-    if FLAGS.toy:
-        raw = make_toy_mixseq(seed=FLAGS.seed)
-        return prepare_cells(raw, FLAGS.n_top_genes), raw.uns["truth"]["programme"]
-    data_dir = FLAGS.data_dir or shared_data_dir()
-    if FLAGS.mixseq_dir:
-        raw = load_mixseq(FLAGS.mixseq_dir, FLAGS.experiments)
-        lines = raw.obs["cell_line"].astype(str)
-        if FLAGS.status_csv:
-            table = pd.read_csv(FLAGS.status_csv)
-            missing = {"cell_line", "tp53_wt"} - set(table.columns)
-            if missing:
-                raise app.UsageError(f"{FLAGS.status_csv}: missing columns {sorted(missing)}")
-            status = table.set_index("cell_line")["tp53_wt"].astype(bool)
-        elif data_dir is None:
-            raise app.UsageError("TP53 status needs --status_csv or the shared data folder")
-        else:
-            status = tp53_wild_type(sorted(lines.unique()),
-                                    read_mutation_status(Path(data_dir) / MUTATIONS_FILE))
-        absent = sorted(set(lines) - set(status.index))
-        if absent:
-            raise app.UsageError(f"no TP53 status for cell lines {absent[:5]}")
-        raw.obs["tp53_wt"] = lines.map(status).astype(bool).to_numpy()
-        return prepare_cells(raw, FLAGS.n_top_genes), None
-    if data_dir is None:
-        raise app.UsageError("no data folder: pass --data_dir, set PERTURBJAX_DATA, or --toy")
-    raw = make_mixseq_like(data_dir, MixSeqSimConfig(
-        n_lines=FLAGS.lines, n_wild_type=FLAGS.wild_type, n_genes=FLAGS.genes,
-        basal_shift=FLAGS.basal_shift, exclude_lineages=tuple(FLAGS.exclude_lineages),
-        seed=FLAGS.seed))
-    return prepare_cells(raw, FLAGS.n_top_genes), raw.uns["truth"]["programme"]
+FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
     del argv
     logging.getLogger("perturbjax").setLevel(logging.INFO)
-    config = PerturbXStudyConfig(
-        model=PerturbXConfig(n_select=FLAGS.n_select, pooling=FLAGS.pooling,
-                             target=FLAGS.target, bag_size=FLAGS.bag_size),
-        n_folds=FLAGS.folds, fold_seed=FLAGS.seed, seeds=parse_seeds(FLAGS.seeds, "seeds"),
-        epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-        shapley_permutations=FLAGS.shapley_permutations)  # checked before the data loads
-    cells, programme = _load()
+    config = config_from_flags(  # checked before the data loads
+        PerturbXStudyConfig, include=STUDY, names=STUDY_NAMES,
+        model=config_from_flags(PerturbXConfig, include=MODEL),
+        simulation=config_from_flags(MixSeqSimConfig, include=SIMULATION,
+                                     names=SIMULATION_NAMES))
     try:
-        run(cells, config, FLAGS.workdir, programme)
+        results = run(config, FLAGS.workdir)
     except FoldCountError as error:
         given = "the default" if FLAGS.folds is None else FLAGS.folds
         raise FoldCountError(f"--folds ({given}): {error}") from error
-    print((Path(FLAGS.workdir) / "summary.md").read_text())
+    print(results.summary)
 
 
 if __name__ == "__main__":

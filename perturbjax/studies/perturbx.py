@@ -27,20 +27,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-import scanpy as sc
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
 from sklearn.model_selection import StratifiedKFold
 
 from perturbjax.data.bags import BagData
 from perturbjax.data.mixseq import MIXSEQ_SPEC
-from perturbjax.data.preprocess import normalize_log1p
+from perturbjax.data.synthetic_mixseq import MixSeqSimConfig
 from perturbjax.errors import PerturbjaxError, RunValidationError, seed_problem
 from perturbjax.metrics.expression import mean_effect_scores, top_effect_genes
 from perturbjax.models import effect_references as refs
 from perturbjax.models import perturbx
 from perturbjax.nn.concrete import CONVERGED, distinct_selection, mean_max_probability
 from perturbjax.shapley import sampled_shapley
+from perturbjax.studies.perturbx_data import load_data
 from perturbjax.studies.perturbx_report import MODEL, summarise, write_results
 from perturbjax.train import FitResult, Folds, TrainConfig, TrainState, fit, predict_members
 
@@ -51,9 +51,17 @@ DEFAULT_FOLDS = 6
 
 @dataclasses.dataclass(frozen=True)
 class PerturbXStudyConfig:
-    """Everything the study needs besides the data.
+    """Everything the study needs, its data source first.
 
     Attributes:
+      toy: the download-free toy set (a known programme) instead of other data.
+      mixseq_dir, experiments, status_csv: real MIX-seq data: the experiment folders (the
+        DMSO control and one drug) and each line's TP53 status (a CSV with columns
+        cell_line, tp53_wt; default: from the GDSC mutations in `data_dir`).
+      data_dir: the shared data folder with gdsc/ (default: $PERTURBJAX_DATA or
+        ../shared/data); without `mixseq_dir` the semi-synthetic set is built around its
+        real lines (`simulation`, seeded by `fold_seed`).
+      hvgs: keep this many highly variable genes (scanpy); None keeps every gene.
       model: the PerturbX architecture and objective.
       n_folds, fold_seed: stratified folds over cell lines; `None`: `DEFAULT_FOLDS`, or as
         many as the smaller status class has lines when it has fewer.
@@ -74,6 +82,13 @@ class PerturbXStudyConfig:
       n_top_genes: genes reported (and scored against a known programme).
     """
 
+    toy: bool = False
+    mixseq_dir: str | None = None
+    experiments: tuple[str, ...] = ("DMSO_24hr_expt1", "Idasanutlin_24hr_expt1")
+    status_csv: str | None = None
+    data_dir: str | None = None
+    simulation: MixSeqSimConfig = MixSeqSimConfig()
+    hvgs: int | None = None
     model: perturbx.PerturbXConfig = perturbx.PerturbXConfig()
     n_folds: int | None = None
     fold_seed: int = 0
@@ -109,15 +124,6 @@ class PerturbXStudyConfig:
 
 class FoldCountError(PerturbjaxError):
     """The folds asked for cannot each hold out a line of every status class."""
-
-
-def prepare_cells(raw: ad.AnnData, n_top_genes: int | None = None) -> ad.AnnData:
-    """Raw counts -> log1p(normalize_total), then (optionally) the `n_top_genes` most variable
-    genes by scanpy's `highly_variable_genes` over all cells, as the paper did (5,000)."""
-    cells = normalize_log1p(raw)
-    if n_top_genes is not None and n_top_genes < cells.n_vars:
-        sc.pp.highly_variable_genes(cells, n_top_genes=n_top_genes, subset=True)
-    return cells
 
 
 def line_status(adata: ad.AnnData, bags: BagData, key: str) -> np.ndarray:
@@ -323,8 +329,24 @@ def rank_genes(objective: perturbx.PerturbXObjective, result: FitResult, bags: B
     return ranking.reset_index(drop=True), pd.DataFrame(diagnostics)
 
 
-def run(adata: ad.AnnData, config: PerturbXStudyConfig, workdir: str | Path,
-        programme: list[str] | None = None) -> dict[str, pd.DataFrame]:
+@dataclasses.dataclass
+class PerturbXResults:
+    """Every table of the study by name (as written to `<name>.csv`), the per-model means
+    behind Table 1, and the summary."""
+
+    tables: dict[str, pd.DataFrame]
+    means: pd.DataFrame
+    summary: str
+
+
+def run(config: PerturbXStudyConfig, workdir: str | Path) -> PerturbXResults:
+    """The study on its configured data (`load_data`); see `run_on`."""
+    cells, programme = load_data(config)
+    return run_on(cells, config, workdir, programme)
+
+
+def run_on(adata: ad.AnnData, config: PerturbXStudyConfig, workdir: str | Path,
+           programme: list[str] | None = None) -> PerturbXResults:
     """The whole study; `programme` (the true response genes, when known) scores the ranking."""
     workdir = Path(workdir)
     bags = BagData.from_anndata(adata, MIXSEQ_SPEC)
@@ -362,6 +384,6 @@ def run(adata: ad.AnnData, config: PerturbXStudyConfig, workdir: str | Path,
         ranking["in_programme"] = ranking["gene"].isin(programme)
     results = {"scores": scores, "table": table.reset_index(), "separation": separation,
                "ranking": ranking, "diagnostics": diagnostics}
-    write_results(results, bags, status, test_contexts, predictions, latents, top, config,
-                  workdir)
-    return results | {"means": means}
+    summary = write_results(results, bags, status, test_contexts, predictions, latents, top,
+                            config, workdir)
+    return PerturbXResults(results, means, summary)

@@ -40,8 +40,8 @@ def summarise(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def write_results(results: dict[str, pd.DataFrame], bags: BagData, status: np.ndarray,
                   test_contexts: list[np.ndarray], predictions: np.ndarray,
                   latents: np.ndarray, top: np.ndarray, config: PerturbXStudyConfig,
-                  workdir: Path) -> None:
-    """Tables, the paper's figures and summary.md; every file written atomically."""
+                  workdir: Path) -> str:
+    """Tables, the paper's figures and summary.md (returned); every file written atomically."""
     ranking, separation = results["ranking"], results["separation"]
     head = ranking.head(config.n_top_genes)
     lines = [f"# PerturbX: {bags.perturbations[0]} on {len(bags.contexts)} cell lines", "",
@@ -95,3 +95,4 @@ def write_results(results: dict[str, pd.DataFrame], bags: BagData, status: np.nd
     write_report(workdir, "\n".join(lines),
                  {name: results[name] for name in ("scores", "table", "separation", "ranking",
                                                    "diagnostics")})
+    return "\n".join(lines)

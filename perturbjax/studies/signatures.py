@@ -1,13 +1,13 @@
 """Signature exposures from single-cell expression: per-signature ridge vs multi-task lasso.
 
-The original code's protocol (`../shared/specs/signatures.md`): CPM + log1p + per-gene
+The original code's protocol: CPM + log1p + per-gene
 standardisation with statistics from the training cells only; models chosen by 10-fold CV
 inside the training set, scored on validation; then train + validation merged, statistics
 recomputed, models refit and the test set scored. Experiments: `random` (70/15/15),
 `cluster` (whole KMeans clusters held out), `scaled_exposures` (as random, exposures also
 CPM + log1p + standardised), and `leave_one_cluster_out` (every cluster once as the test
-set). Beyond the original code: bootstrap intervals, a permutation baseline, selection stability,
-and, on semi-synthetic data, gene recovery and catalogue reconstruction.
+set). Beyond the original code: bootstrap intervals, a permutation baseline, selection
+stability, and, on semi-synthetic data, gene recovery and catalogue reconstruction.
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
 from perturbjax import plots
+from perturbjax.data import shared_data_dir
+from perturbjax.data.exposures import load_expression_exposures
 from perturbjax.data.preprocess import Standardiser, log_cpm
-from perturbjax.errors import RunValidationError
+from perturbjax.data.synthetic_exposures import ExposureSimConfig, make_exposure_data
+from perturbjax.errors import PerturbjaxError, RunValidationError
 from perturbjax.linear import MultiTaskLasso, MultiTaskLassoCV, RidgeCV, ridge_fit
 from perturbjax.linear.base import r2_per_target
 from perturbjax.studies.signatures_report import summarise, write_results
@@ -42,9 +45,17 @@ MODELS = ("ridge", "multitask_lasso")
 class SignatureStudyConfig:
     """Settings of the study; the defaults are the original code's, with a wider ridge grid.
 
-    The original code used RidgeCV's default alphas (0.1, 1, 10), far too weak a penalty for ~2,000
-    standardised genes; here 13 values from 0.1 to 1e5 (the chosen alphas are reported).
+    The data: the user's two tables (`expression`: counts, genes x cells; `exposures`: cells x
+    signatures), or else the semi-synthetic set of `n_cells` cells built from the real parts
+    in `data_dir` (default: $PERTURBJAX_DATA or ../shared/data). The original code used
+    RidgeCV's default alphas (0.1, 1, 10), far too weak a penalty for ~2,000 standardised
+    genes; here 13 values from 0.1 to 1e5 (the chosen alphas are reported).
     """
+
+    expression: str | None = None
+    exposures: str | None = None
+    data_dir: str | None = None
+    n_cells: int = 600
 
     experiments: tuple[str, ...] = EXPERIMENTS
     n_genes: int = 2000
@@ -70,8 +81,22 @@ class SignatureStudyConfig:
         for name in ("n_genes", "lasso_alphas", "bootstrap", "stability", "top_k"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: {getattr(self, name)}; expected a positive number")
+        if (self.expression is None) != (self.exposures is None):
+            problems.append("expression, exposures: give both tables or neither")
         if problems:
             raise RunValidationError("SignatureStudyConfig", problems)
+
+
+def load_data(config: SignatureStudyConfig) -> ad.AnnData:
+    """Counts with `obsm['exposures']`: the user's tables, or the semi-synthetic set."""
+    if config.expression:
+        return load_expression_exposures(config.expression, config.exposures)
+    data_dir = config.data_dir or shared_data_dir()
+    if data_dir is None:
+        raise PerturbjaxError("no real data folder for the semi-synthetic set: set data_dir "
+                              "(--data_dir) or PERTURBJAX_DATA, or give your own tables")
+    return make_exposure_data(data_dir, ExposureSimConfig(n_cells=config.n_cells,
+                                                          seed=config.seed))
 
 
 def random_split(n: int, seed: int) -> dict[str, np.ndarray]:
@@ -319,8 +344,13 @@ class SignatureResults:
     summary: str
 
 
-def run(adata: ad.AnnData, config: SignatureStudyConfig, workdir: str | Path
-        ) -> SignatureResults:
+def run(config: SignatureStudyConfig, workdir: str | Path) -> SignatureResults:
+    """The study on its configured data (`load_data`); see `run_on`."""
+    return run_on(load_data(config), config, workdir)
+
+
+def run_on(adata: ad.AnnData, config: SignatureStudyConfig, workdir: str | Path
+           ) -> SignatureResults:
     """Every configured experiment on counts with `obsm['exposures']`; writes `metrics.csv`,
     `genes.csv`, `top_genes.json`, `stability.csv`, `summary.md` and `figures/`."""
     if "exposures" not in adata.obsm:

@@ -300,7 +300,7 @@ def toy_study(tmp_path_factory):
         held_out_lines=tuple(truth["held_out"]), permutations=200)
     workdir = tmp_path_factory.mktemp("drug")
     tissues = pd.Series(np.arange(len(bulk.response)) % 2, index=bulk.response.index.map(line_key))
-    results = study.run(bulk, cells, config, workdir, tissues.map({0: "a", 1: "b"}))
+    results = study.run_on(bulk, cells, config, workdir, tissues.map({0: "a", 1: "b"})).tables
     return results, truth, workdir, len(bulk.response)
 
 

@@ -36,9 +36,9 @@ from perturbjax.studies.perturbx import (
     fold_rows,
     gene_weights,
     make_folds,
-    prepare_cells,
-    run,
+    run_on,
 )
+from perturbjax.studies.perturbx_data import prepare_cells
 from perturbjax.studies.perturbx_report import MODEL, REFERENCES
 from perturbjax.train import Folds, TrainConfig, fit
 from tests.release_files import write_10x_experiment
@@ -314,7 +314,7 @@ def toy_study(toy, tmp_path_factory):
                                  batch_size=2, learning_rate=3e-3, shapley_permutations=16,
                                  shapley_cells=6)
     workdir = tmp_path_factory.mktemp("perturbx")
-    return run(cells, config, workdir, raw.uns["truth"]["programme"]), workdir
+    return run_on(cells, config, workdir, raw.uns["truth"]["programme"]).tables, workdir
 
 
 def test_the_study_scores_every_model_on_every_held_out_line(toy_study, toy):

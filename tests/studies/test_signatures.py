@@ -80,7 +80,7 @@ def test_cluster_split_needs_three_clusters():
 
 def test_study_recovers_a_known_program_and_beats_its_permutation_baseline(tmp_path):
     data = known_answer()
-    results = study.run(data, TINY, tmp_path)
+    results = study.run_on(data, TINY, tmp_path)
     test = results.metrics.set_index(["experiment", "part", "model"])
     for model in study.MODELS:
         real = test.loc[("random", "test", model), "r2"]
@@ -103,7 +103,7 @@ def test_study_refuses_data_without_exposures(tmp_path):
     data = known_answer(n_cells=20, n_genes=12)
     del data.obsm["exposures"]
     with pytest.raises(ValueError, match="exposures"):
-        study.run(data, TINY, tmp_path)
+        study.run_on(data, TINY, tmp_path)
 
 
 @pytest.fixture(scope="module")

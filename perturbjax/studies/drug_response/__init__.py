@@ -1,6 +1,6 @@
 """Drug sensitivity: a bulk cell-line network, its transfer to single cells, and GPDS scores.
 
-Protocol (`../shared/specs/drug_response.md`, the original code's flaws fixed):
+Protocol (the original code's, its flaws fixed):
 1. The single-cell lines are held out of everything bulk (they are the transfer test).
 2. Genes: the original mean / variance filter on the training pool, intersected with the genes
    the single cells measure. Features: within-sample quantiles (default) or the original code's
@@ -23,6 +23,7 @@ of the cross-validated accuracy is tissue of origin (all five CellBench lines ar
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from perturbjax.studies.drug_response.config import (
     FEATURES,
     GPDS_NAMES,
     GRIDS,
+    MEASURES,
     REFERENCES,
     DrugStudyConfig,
 )
@@ -50,6 +52,7 @@ from perturbjax.studies.drug_response.cross_validation import (
     split_pool,
     within_lineage,
 )
+from perturbjax.studies.drug_response.data import DrugData, load_data
 from perturbjax.studies.drug_response.report import (
     summarise_dreep,
     summarise_gpds,
@@ -64,20 +67,37 @@ from perturbjax.studies.drug_response.transfer import (
 
 logger = logging.getLogger("perturbjax")
 
-__all__ = ["CELLBENCH_LINES", "FEATURES", "GPDS_NAMES", "GRIDS", "REFERENCES", "Design",
-           "DrugStudyConfig", "FinalEnsemble", "cross_validate", "lineage_mean",
-           "outer_and_inner_splits", "regression_scores", "run", "select_genes", "split_pool",
+__all__ = ["CELLBENCH_LINES", "FEATURES", "GPDS_NAMES", "GRIDS", "MEASURES", "REFERENCES",
+           "Design", "DrugData", "DrugResults", "DrugStudyConfig", "FinalEnsemble",
+           "cross_validate", "lineage_mean", "load_data", "outer_and_inner_splits",
+           "regression_scores", "run", "run_on", "select_genes", "split_pool",
            "summarise_dreep", "summarise_gpds", "summarise_transfer", "within_lineage"]
 
 
-def run(bulk: DrugResponse, cells: ad.AnnData | None, config: DrugStudyConfig,
-        workdir: str | Path, lineages: pd.Series | None = None) -> dict[str, pd.DataFrame]:
+@dataclasses.dataclass
+class DrugResults:
+    """Every table of the study by name (as written to `<name>.csv`) and the summary."""
+
+    tables: dict[str, pd.DataFrame]
+    summary: str
+
+
+def run(config: DrugStudyConfig, workdir: str | Path) -> DrugResults:
+    """The study on its configured data (`load_data`); see `run_on`."""
+    data = load_data(config)
+    return run_on(data.bulk, data.cells, data.config, workdir, data.lineages)
+
+
+def run_on(bulk: DrugResponse, cells: ad.AnnData | None, config: DrugStudyConfig,
+           workdir: str | Path, lineages: pd.Series | None = None) -> DrugResults:
     """The whole study; writes tables, figures and `summary.md` under `workdir`.
 
     `cells`: single cells (obs `cell_line`, var `symbol`, raw counts) of held-out lines.
     `lineages`: tissue per `line_key` (`perturbjax.data.gdsc.read_lineages`); adds a
-    lineage-mean reference and within-lineage Spearman correlations.
+    lineage-mean reference and within-lineage Spearman correlations. Empty held-out lines
+    and gene filter take the shared data's defaults (`DrugStudyConfig.resolved`).
     """
+    config = config.resolved()
     workdir = Path(workdir)
     (workdir / "figures").mkdir(parents=True, exist_ok=True)
     pool, held = split_pool(bulk, config)
@@ -102,5 +122,5 @@ def run(bulk: DrugResponse, cells: ad.AnnData | None, config: DrugStudyConfig,
         results["within_lineage"] = within_lineage(out_of_fold, pool_lineages, response)
     if counts is not None:
         results.update(transfer_to_cells(bulk, held, counts, cells, genes, final, config))
-    write_results(results, bulk, config, final_point, workdir)
-    return results
+    summary = write_results(results, bulk, config, final_point, workdir)
+    return DrugResults(results, summary)

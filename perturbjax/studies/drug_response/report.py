@@ -64,8 +64,8 @@ def summarise_dreep(dreep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def write_results(results: dict[str, pd.DataFrame], bulk: DrugResponse,
-                  config: DrugStudyConfig, final_point: GridPoint, workdir: Path) -> None:
-    """Tables, figures and summary.md; every file written atomically."""
+                  config: DrugStudyConfig, final_point: GridPoint, workdir: Path) -> str:
+    """Tables, figures and summary.md (returned); every file written atomically."""
     metrics = ["r2", "mse", "pearson", "spearman"]
     cv, grid = results["cv"], results["grid"]
     lines = [f"# Drug response study: {bulk.drug} ({bulk.measure})", "",
@@ -129,3 +129,4 @@ def write_results(results: dict[str, pd.DataFrame], bulk: DrugResponse,
     plots.metric_bars(cv, metrics, workdir / "figures" / "cv.png")
     write_config(workdir, config)
     write_report(workdir, "\n".join(lines), files)
+    return "\n".join(lines)

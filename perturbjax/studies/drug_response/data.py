@@ -1,0 +1,58 @@
+"""The drug-response study's data: bulk lines, the held-out lines' single cells, lineages."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+
+from perturbjax.data import shared_data_dir
+from perturbjax.data.cellbench import SYMBOLS_FILE, load_cellbench, read_gene_symbols
+from perturbjax.data.gdsc import (
+    SAMPLE_INFO_FILE,
+    DrugResponse,
+    load_gdsc,
+    load_gdsc_release,
+    read_lineages,
+)
+from perturbjax.drug.synthetic import make_toy_drug_data
+from perturbjax.errors import PerturbjaxError
+from perturbjax.studies.drug_response.config import DrugStudyConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class DrugData:
+    """Bulk response and expression, the held-out lines' single cells (or None), each line's
+    lineage (or None), and the configuration with the data's defaults filled in."""
+
+    bulk: DrugResponse
+    cells: ad.AnnData | None
+    lineages: pd.Series | None
+    config: DrugStudyConfig
+
+
+def load_data(config: DrugStudyConfig) -> DrugData:
+    """The configured data (see `DrugStudyConfig`), each source checked as it is read."""
+    if config.toy:
+        bulk, cells, truth = make_toy_drug_data()
+        return DrugData(bulk, cells, None,
+                        config.resolved(tuple(truth["held_out"]), gene_filter=None))
+    data_dir = config.data_dir or shared_data_dir()
+    if config.response:
+        bulk = load_gdsc_release(config.response, config.expression, config.drug,
+                                 config.measure)
+    elif data_dir is None:
+        raise PerturbjaxError("no data folder: set data_dir (--data_dir) or PERTURBJAX_DATA, "
+                              "or use the toy set (--toy)")
+    else:
+        bulk = load_gdsc(data_dir, config.drug, config.measure)
+    if data_dir is None:
+        raise PerturbjaxError("the single cells need the shared data folder (--data_dir)")
+    symbols = read_gene_symbols(Path(data_dir) / SYMBOLS_FILE)
+    cells = load_cellbench(Path(data_dir) / "cellbench", config.cellbench_runs, symbols)
+    lineage_file = Path(config.lineages or Path(data_dir) / SAMPLE_INFO_FILE)
+    lineages = (read_lineages(lineage_file)
+                if config.lineages != "none" and lineage_file.is_file() else None)
+    return DrugData(bulk, cells, lineages, config.resolved())
