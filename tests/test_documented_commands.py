@@ -35,7 +35,8 @@ from perturbjax.data import shared_data_dir
 from tests.release_files import write_gdsc_release, write_mixseq_release, write_original_tables
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = ("README.md", "docs/*.md", "experiments/*.py", "benchmarks/*.py")
+DOCUMENTS = ("README.md", "docs/*.md", "docs/results/*.md", "experiments/*.py",
+             "benchmarks/*.py")
 FENCED = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"`([^`\n]+(?:\n[^`\n]+)?)`")
 RUNS_PYTHON = re.compile(r"(?:^|&&\s*)(?:\.\./)?(?:\.venv/bin/)?python3?\s+(?!-m venv)")
