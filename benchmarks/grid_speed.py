@@ -33,7 +33,7 @@ from perturbjax.data.cellbench import (
 )
 from perturbjax.data.gdsc import load_gdsc
 from perturbjax.drug.features import sum_counts_by_symbol
-from perturbjax.drug.grid import ORIGINAL_GRID, Run, train_runs
+from perturbjax.drug.grid import ORIGINAL_GRID, GridRun, train_runs
 from perturbjax.studies.drug_response import (
     Design,
     DrugStudyConfig,
@@ -44,7 +44,7 @@ from perturbjax.studies.drug_response import (
 
 
 def problem(seed: int = 0):
-    """FoldData of one inner split of the study (or Gaussian stand-in), and its name."""
+    """GridData of one inner split of the study (or Gaussian stand-in), and its name."""
     data_dir = shared_data_dir()
     config = DrugStudyConfig()
     if data_dir is not None:
@@ -93,7 +93,7 @@ def main() -> None:
     points = [dataclasses.replace(p, epochs=max(1, round(p.epochs * args.epochs_scale)))
               for p in ORIGINAL_GRID[: args.points]]
     data, validation, name = problem()
-    runs = [Run(p, 0, 0) for p in points]
+    runs = [GridRun(p, 0, 0) for p in points]
     peak = matmul_peak()
     flops = training_flops(points, data)
     print(f"problem: {name}; {len(points)} grid points, one fold, one seed; "

@@ -10,11 +10,30 @@ bags are bootstrapped on the device by index arithmetic (see `perturbjax.models.
 from __future__ import annotations
 
 import dataclasses
+from typing import TypedDict
 
 import anndata as ad
 import numpy as np
 
 from perturbjax.data.schema import DataValidationError, PerturbationSpec, validate
+
+
+class BagBatch(TypedDict, total=False):
+    """The arrays a set model's objective sees: a row table (`table`) gathered per mini-batch,
+    or full bags (`full_bags`) for prediction, beside the shared and per-fold arrays."""
+
+    perturbation: np.ndarray  # (rows, perturbations) one-hot
+    control_start: np.ndarray  # (rows,) first control cell of the row's context in `cells`
+    control_count: np.ndarray  # (rows,) its number of control cells
+    treated_start: np.ndarray  # (rows,) first treated cell of the row in `cells`
+    treated_count: np.ndarray  # (rows,)
+    target: np.ndarray  # (rows, genes) mean effect: treated mean - control mean
+    bag: np.ndarray  # (rows, cells, genes) every control cell of the row's context, padded
+    mask: np.ndarray  # (rows, cells) which of them are real
+    cells: np.ndarray  # (cells, genes), shared: the pool bags are drawn from
+    gene_mean: np.ndarray  # (genes,), shared: the control cells' mean (input standardisation)
+    gene_scale: np.ndarray  # (genes,), shared: their standard deviation, floored
+    gene_weights: np.ndarray  # (genes,), per fold: loss weight of each gene
 
 
 @dataclasses.dataclass
@@ -111,29 +130,29 @@ class BagData:
         """Every context's control cells (the leading blocks of `cells`)."""
         return self.cells[: self.control_start[-1] + self.control_count[-1]]
 
-    def input_standardisation(self, floor: float = 0.1) -> dict[str, np.ndarray]:
+    def input_standardisation(self, floor: float = 0.1) -> BagBatch:
         """Per-gene mean and standard deviation (at least `floor`) of the control cells: the
         inputs a model reads at prediction time, never a target."""
         control = self.control_cells()
-        return {"gene_mean": control.mean(0),
-                "gene_scale": np.maximum(control.std(0), floor).astype(np.float32)}
+        return BagBatch(gene_mean=control.mean(0),
+                        gene_scale=np.maximum(control.std(0), floor).astype(np.float32))
 
     def one_hot(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """The perturbation one-hot of the given rows."""
         return np.eye(len(self.perturbations), dtype=np.float32)[self.row_perturbation[rows]]
 
-    def table(self) -> dict[str, np.ndarray]:
+    def table(self) -> BagBatch:
         """The per-row arrays the training loop batches over."""
-        return {
-            "perturbation": self.one_hot(),
-            "control_start": self.control_start[self.row_context].astype(np.int32),
-            "control_count": self.control_count[self.row_context].astype(np.int32),
-            "treated_start": self.treated_start.astype(np.int32),
-            "treated_count": self.treated_count.astype(np.int32),
-            "target": self.targets.astype(np.float32),
-        }
+        return BagBatch(
+            perturbation=self.one_hot(),
+            control_start=self.control_start[self.row_context].astype(np.int32),
+            control_count=self.control_count[self.row_context].astype(np.int32),
+            treated_start=self.treated_start.astype(np.int32),
+            treated_count=self.treated_count.astype(np.int32),
+            target=self.targets.astype(np.float32),
+        )
 
-    def full_bags(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def full_bags(self, rows: np.ndarray) -> BagBatch:
         """Every control cell of each row's context, padded to one size with a mask: the
         input for prediction (the whole population rather than a bootstrap)."""
         rows = np.asarray(rows)
@@ -143,4 +162,4 @@ class BagData:
         offsets = np.arange(size)[None, :]
         mask = offsets < counts[:, None]
         index = np.where(mask, starts[:, None] + offsets, 0)
-        return {"bag": self.cells[index], "mask": mask, "perturbation": self.one_hot(rows)}
+        return BagBatch(bag=self.cells[index], mask=mask, perturbation=self.one_hot(rows))

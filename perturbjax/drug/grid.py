@@ -77,7 +77,7 @@ ORIGINAL_GRID = parameter_grid(
 
 
 @dataclasses.dataclass(frozen=True)
-class FoldData:
+class GridData:
     """The design of every fold, on the device once for the whole grid.
 
     features: (folds, lines, genes) float32, each fold standardised on its own training rows.
@@ -104,7 +104,7 @@ class FoldData:
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class GridRun:
     """One training run: a grid point on one fold from one seed."""
 
     point: GridPoint
@@ -120,7 +120,7 @@ class GridResult:
     training loss in its last epoch. `params[i]` (with `keep_params`) are its parameters.
     """
 
-    runs: list[Run]
+    runs: list[GridRun]
     predictions: np.ndarray
     diverged: np.ndarray
     final_loss: np.ndarray
@@ -128,16 +128,16 @@ class GridResult:
 
 
 def product_runs(points: Sequence[GridPoint], folds: Sequence[int],
-                 seeds: Sequence[int]) -> list[Run]:
+                 seeds: Sequence[int]) -> list[GridRun]:
     """Every (point, fold, seed) combination, point-major."""
-    return [Run(p, f, s) for p in points for f in folds for s in seeds]
+    return [GridRun(p, f, s) for p in points for f in folds for s in seeds]
 
 
 def _group_key(point: GridPoint) -> tuple:
     return point.hidden, point.batch_size
 
 
-def _member_key(run: Run) -> tuple:
+def _member_key(run: GridRun) -> tuple:
     return run.point.activation, run.point.learning_rate, run.fold, run.seed
 
 
@@ -219,7 +219,7 @@ def _program(signature: tuple, keep_params: bool) -> Callable:
     return jax.jit(program)
 
 
-def train_runs(runs: Sequence[Run], data: FoldData, keep_params: bool = False) -> GridResult:
+def train_runs(runs: Sequence[GridRun], data: GridData, keep_params: bool = False) -> GridResult:
     """Train every run as one compiled program and predict every line of each run's fold."""
     runs = list(runs)
     if not runs:

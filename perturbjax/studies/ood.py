@@ -174,11 +174,11 @@ def load_dataset(config: OODConfig) -> ad.AnnData:
 
 
 Predictions = dict[str, list[np.ndarray]]  # condition -> one (cells x genes) array per seed
-Runs = dict[str, list[dict]]  # condition -> per seed: the fit's bookkeeping (epochs, seconds)
+RunRecords = dict[str, list[dict]]  # condition -> per seed: the fit's bookkeeping (epochs, seconds)
 
 
 def _predict_reference(model: str, split: HoldOut, config: OODConfig,
-                       conditions: list[str]) -> tuple[Predictions, Runs]:
+                       conditions: list[str]) -> tuple[Predictions, RunRecords]:
     """A deterministic reference: one prediction per condition, no seed."""
     return ({c: [REFERENCES[model](split, config.spec, c)] for c in conditions},
             {c: [{"seed": None}] for c in conditions})
@@ -193,7 +193,7 @@ def fit_settings(config: OODConfig) -> FitSettings:
 
 
 def _predict_learned(model: str, split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
-                     conditions: list[str], workdir: Path) -> tuple[Predictions, Runs]:
+                     conditions: list[str], workdir: Path) -> tuple[Predictions, RunRecords]:
     """Train every seed of a learned model as one program, then predict each condition."""
     fitted = LEARNED[model].fit(TrainingPool(split.train, config.spec, encoding), config.seeds,
                                 fit_settings(config), workdir / "checkpoints" / model /

@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
 from sklearn.model_selection import StratifiedKFold
 
-from perturbjax.data.bags import BagData
+from perturbjax.data.bags import BagBatch, BagData
 from perturbjax.data.mixseq import MIXSEQ_SPEC
 from perturbjax.data.synthetic_mixseq import MixSeqSimConfig
 from perturbjax.errors import PerturbjaxError, RunValidationError, seed_problem
@@ -205,10 +205,10 @@ def train_folds(bags: BagData, train_rows: np.ndarray, config: PerturbXStudyConf
     return objective, result
 
 
-def shared_arrays(bags: BagData, config: PerturbXStudyConfig) -> dict[str, np.ndarray]:
+def shared_arrays(bags: BagData, config: PerturbXStudyConfig) -> BagBatch:
     """What every step and every prediction sees whole: the cells (and the standardisation)."""
-    return {"cells": bags.cells,
-            **(bags.input_standardisation() if config.standardise_inputs else {})}
+    return BagBatch(cells=bags.cells,
+                    **(bags.input_standardisation() if config.standardise_inputs else {}))
 
 
 def _log_every(epoch: int, state: TrainState, total: int) -> None:

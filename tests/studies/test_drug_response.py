@@ -32,9 +32,9 @@ from perturbjax.drug.gpds import (
     score_cells,
 )
 from perturbjax.drug.grid import (
-    FoldData,
+    GridData,
     GridPoint,
-    Run,
+    GridRun,
     parameter_grid,
     predict,
     product_runs,
@@ -157,7 +157,7 @@ def fold_data():
     x = rng.normal(size=(3, 70, 12)).astype(np.float32)
     y = (np.tanh(x[..., 0]) + 0.5 * x[..., 1] + 0.1 * rng.normal(size=(3, 70))).astype(np.float32)
     rows = np.stack([rng.permutation(70)[:50] for _ in range(3)]).astype(np.int32)
-    return FoldData(x, y, rows, np.array([50, 50, 48]))
+    return GridData(x, y, rows, np.array([50, 50, 48]))
 
 
 def test_parameter_grid_is_scikit_learns_in_the_same_order():
@@ -182,9 +182,9 @@ def test_a_run_trained_inside_the_grid_equals_it_trained_alone(fold_data):
 def test_a_shorter_epoch_count_is_a_snapshot_of_the_longer_run(fold_data):
     short = GridPoint((8,), "tanh", 1e-2, 8, 2)
     long = GridPoint((8,), "tanh", 1e-2, 8, 5)
-    both = train_runs([Run(short, 1, 3), Run(long, 1, 3)], fold_data)
+    both = train_runs([GridRun(short, 1, 3), GridRun(long, 1, 3)], fold_data)
     np.testing.assert_allclose(both.predictions[0],
-                               train_runs([Run(short, 1, 3)], fold_data).predictions[0],
+                               train_runs([GridRun(short, 1, 3)], fold_data).predictions[0],
                                atol=1e-5)
     assert np.abs(both.predictions[0] - both.predictions[1]).max() > 1e-3
 
@@ -192,16 +192,16 @@ def test_a_shorter_epoch_count_is_a_snapshot_of_the_longer_run(fold_data):
 def test_a_diverging_member_is_flagged_and_leaves_the_others_alone(fold_data):
     good = GridPoint((8,), "relu", 1e-2, 8, 2)
     bad = GridPoint((8,), "relu", 1e12, 8, 2)
-    result = train_runs([Run(bad, 0, 0), Run(good, 0, 0)], fold_data)
+    result = train_runs([GridRun(bad, 0, 0), GridRun(good, 0, 0)], fold_data)
     assert result.diverged.tolist() == [True, False]
     np.testing.assert_allclose(result.predictions[1],
-                               train_runs([Run(good, 0, 0)], fold_data).predictions[0],
+                               train_runs([GridRun(good, 0, 0)], fold_data).predictions[0],
                                atol=1e-5)
 
 
 def test_kept_parameters_reproduce_the_runs_predictions(fold_data):
     point = GridPoint((8, 4), "tanh", 1e-2, 16, 3)
-    result = train_runs([Run(point, 2, 0), Run(point, 2, 1)], fold_data, keep_params=True)
+    result = train_runs([GridRun(point, 2, 0), GridRun(point, 2, 1)], fold_data, keep_params=True)
     for params, pred in zip(result.params, result.predictions, strict=True):
         np.testing.assert_allclose(predict(point, params, fold_data.features[2]), pred,
                                    atol=1e-5)
@@ -210,9 +210,9 @@ def test_kept_parameters_reproduce_the_runs_predictions(fold_data):
 
 def test_grid_refuses_bad_runs(fold_data):
     with pytest.raises(ValueError, match="folds"):
-        train_runs([Run(GridPoint((4,), "relu", 0.1, 8, 1), 7, 0)], fold_data)
+        train_runs([GridRun(GridPoint((4,), "relu", 0.1, 8, 1), 7, 0)], fold_data)
     with pytest.raises(ValueError, match="batch"):
-        train_runs([Run(GridPoint((4,), "relu", 0.1, 64, 1), 0, 0)], fold_data)
+        train_runs([GridRun(GridPoint((4,), "relu", 0.1, 64, 1), 0, 0)], fold_data)
     with pytest.raises(ValueError, match="activation"):
         GridPoint((4,), "gelu", 0.1, 8, 1)
 

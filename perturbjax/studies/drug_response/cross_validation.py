@@ -16,7 +16,7 @@ from sklearn.model_selection import RepeatedKFold
 from perturbjax.data.gdsc import DrugResponse, line_key
 from perturbjax.data.preprocess import Standardiser
 from perturbjax.drug.features import QuantileBins, expression_filter, within_sample_quantiles
-from perturbjax.drug.grid import FoldData, GridPoint, Run, product_runs, train_runs
+from perturbjax.drug.grid import GridData, GridPoint, GridRun, product_runs, train_runs
 from perturbjax.linear import RidgeCV
 from perturbjax.studies.drug_response.config import REFERENCES, DrugStudyConfig
 
@@ -53,8 +53,8 @@ class Design:
         bins = QuantileBins(self.config.n_bins).fit(self.expression[train_rows])
         return bins.transform(self.expression), bins
 
-    def folds(self, train_sets: list[np.ndarray]) -> tuple[FoldData, list[Standardiser]]:
-        """FoldData for these training sets and each fold's target standardiser."""
+    def folds(self, train_sets: list[np.ndarray]) -> tuple[GridData, list[Standardiser]]:
+        """GridData for these training sets and each fold's target standardiser."""
         features, targets, scalers = [], [], []
         for rows in train_sets:
             raw, _ = self.raw(rows)
@@ -66,7 +66,7 @@ class Design:
         padded = np.zeros((len(train_sets), width), np.int32)
         for f, rows in enumerate(train_sets):
             padded[f, : len(rows)] = rows
-        return FoldData(np.stack(features), np.stack(targets), padded,
+        return GridData(np.stack(features), np.stack(targets), padded,
                         np.asarray([len(r) for r in train_sets])), scalers
 
 
@@ -143,7 +143,7 @@ def cross_validate(design: Design, config: DrugStudyConfig, points: list[GridPoi
     chosen = inner_mean.groupby(level="fold").idxmax().map(lambda fp: fp[1])
 
     outer, outer_scalers = design.folds([s[2] for s in splits])
-    refit = train_runs([Run(points[chosen[f]], f, s) for f in range(len(splits))
+    refit = train_runs([GridRun(points[chosen[f]], f, s) for f in range(len(splits))
                         for s in config.seeds], outer)
     rows, out_of_fold = [], []
     for f, (_, _, train_rows, test_rows) in enumerate(splits):

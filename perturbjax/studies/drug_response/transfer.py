@@ -25,7 +25,7 @@ from perturbjax.drug.gpds import (
     score_cells,
     top_gene_sets,
 )
-from perturbjax.drug.grid import GridPoint, Run, ensemble, train_runs
+from perturbjax.drug.grid import GridPoint, GridRun, ensemble, train_runs
 from perturbjax.linear import RidgeCV
 from perturbjax.studies.drug_response.config import GPDS_NAMES, DrugStudyConfig
 from perturbjax.studies.drug_response.cross_validation import Design
@@ -65,7 +65,7 @@ def final_ensemble(design: Design, point: GridPoint, config: DrugStudyConfig) ->
     rows = np.arange(len(design.response))
     data, scalers = design.folds([rows])
     raw, bins = design.raw(rows)
-    trained = train_runs([Run(point, 0, s) for s in config.final_seeds], data, keep_params=True)
+    trained = train_runs([GridRun(point, 0, s) for s in config.final_seeds], data, keep_params=True)
     ridge = RidgeCV(alphas=config.ridge_alphas).fit(data.features[0].astype(np.float64),
                                                     design.response)
     return FinalEnsemble(point, trained.params, data.features[0], design.response,
