@@ -26,13 +26,12 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
 from perturbjax import plots
-from perturbjax.data import shared_data_dir
-from perturbjax.data.exposures import load_expression_exposures
 from perturbjax.data.preprocess import Standardiser, log_cpm
-from perturbjax.data.synthetic_exposures import ExposureSimConfig, make_exposure_data
-from perturbjax.errors import PerturbjaxError, RunValidationError
-from perturbjax.linear import MultiTaskLasso, MultiTaskLassoCV, RidgeCV, ridge_fit
+from perturbjax.errors import RunValidationError
+from perturbjax.linear import MultiTaskLassoCV, RidgeCV
 from perturbjax.linear.base import r2_per_target
+from perturbjax.studies.signatures_data import load_data
+from perturbjax.studies.signatures_genes import selection_frequency
 from perturbjax.studies.signatures_report import summarise, write_results
 
 logger = logging.getLogger("perturbjax")
@@ -85,18 +84,6 @@ class SignatureStudyConfig:
             problems.append("expression, exposures: give both tables or neither")
         if problems:
             raise RunValidationError("SignatureStudyConfig", problems)
-
-
-def load_data(config: SignatureStudyConfig) -> ad.AnnData:
-    """Counts with `obsm['exposures']`: the user's tables, or the semi-synthetic set."""
-    if config.expression:
-        return load_expression_exposures(config.expression, config.exposures)
-    data_dir = config.data_dir or shared_data_dir()
-    if data_dir is None:
-        raise PerturbjaxError("no real data folder for the semi-synthetic set: set data_dir "
-                              "(--data_dir) or PERTURBJAX_DATA, or give your own tables")
-    return make_exposure_data(data_dir, ExposureSimConfig(n_cells=config.n_cells,
-                                                          seed=config.seed))
 
 
 def random_split(n: int, seed: int) -> dict[str, np.ndarray]:
@@ -190,45 +177,9 @@ def bootstrap_r2(truth: np.ndarray, predicted: np.ndarray, n: int, seed: int
     return float(low), float(high)
 
 
-def top_genes(ridge_coef: np.ndarray, lasso_coef: np.ndarray, gene_names: np.ndarray,
-              signatures: list[str], k: int) -> dict[str, list[str]]:
-    """Ridge: top-k |coefficient| per signature; lasso: top-k by sum of |coefficients|."""
-    tops = {s: gene_names[np.argsort(-np.abs(ridge_coef[i]))[:k]].tolist()
-            for i, s in enumerate(signatures)}
-    tops["multitask_lasso"] = gene_names[np.argsort(-np.abs(lasso_coef).sum(axis=0))[:k]].tolist()
-    return tops
-
-
-def jaccard(a: list[str], b: list[str]) -> float:
-    return len(set(a) & set(b)) / len(set(a) | set(b))
-
-
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     return (a * b).sum(axis=1) / np.where(norms > 0, norms, np.nan)
-
-
-def selection_frequency(logged: np.ndarray, targets: np.ndarray, fitted: Fitted,
-                        tops: dict[str, list[str]], gene_names: np.ndarray,
-                        signatures: list[str], config: SignatureStudyConfig) -> pd.DataFrame:
-    """How often each reported top gene is again in the top-k when both models are refit
-    at their chosen penalties on bootstrap resamples of the training cells."""
-    rng = np.random.default_rng(config.seed + 1)
-    counts = {key: dict.fromkeys(genes, 0) for key, genes in tops.items()}
-    lasso_path = fitted.lasso.alphas_[fitted.lasso.alphas_ >= fitted.lasso.alpha_]
-    ridge_alphas = np.broadcast_to(fitted.ridge.alpha_, len(signatures))
-    for _ in range(config.stability):
-        rows = rng.integers(0, len(logged), len(logged))
-        x = fitted.features(logged[rows])
-        ridge_coef, _ = ridge_fit(x, targets[rows], ridge_alphas)
-        lasso = MultiTaskLasso(fitted.lasso.alpha_, tol=config.tol).fit(
-            x, targets[rows], alpha_path=lasso_path)
-        again = top_genes(ridge_coef, lasso.coef_, gene_names, signatures, config.top_k)
-        for key, genes in tops.items():
-            for gene in genes:
-                counts[key][gene] += gene in again[key]
-    return pd.DataFrame([{"set": key, "gene": gene, "frequency": n / config.stability}
-                         for key, genes in counts.items() for gene, n in genes.items()])
 
 
 @dataclasses.dataclass
@@ -311,31 +262,6 @@ def _metric_rows(evaluation: Evaluation, signatures: list[str], config: Signatur
     return rows
 
 
-def _gene_tables(evaluation: Evaluation, gene_names: np.ndarray, signatures: list[str],
-                 truth: dict[str, list[str]] | None, k: int
-                 ) -> tuple[dict[str, list[str]], pd.DataFrame]:
-    """Top genes, Jaccard of each ridge top-k with the lasso's, recovery of the true genes."""
-    names = gene_names[evaluation.fitted.genes]
-    tops = top_genes(evaluation.fitted.ridge.coef_, evaluation.fitted.lasso.coef_, names,
-                     signatures, k)
-    lasso_top = tops["multitask_lasso"]
-    selected = names[np.abs(evaluation.fitted.lasso.coef_).sum(axis=0) > 0]
-    rows = []
-    for s in signatures:
-        row = {"signature": s, "jaccard_with_lasso_top": jaccard(tops[s], lasso_top),
-               "overlap": ", ".join(sorted(set(tops[s]) & set(lasso_top)))}
-        if truth is not None:
-            row["ridge_top_precision"] = len(set(tops[s]) & set(truth[s])) / k
-            row["lasso_top_precision"] = len(set(lasso_top) & set(truth[s])) / k
-            row["lasso_selected_recall"] = len(set(selected) & set(truth[s])) / len(truth[s])
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    table["ridge_alpha"] = np.broadcast_to(evaluation.fitted.ridge.alpha_, len(signatures))
-    table["lasso_alpha"] = evaluation.fitted.lasso.alpha_
-    table["lasso_selected_genes"] = len(selected)
-    return tops, table
-
-
 @dataclasses.dataclass
 class SignatureResults:
     metrics: pd.DataFrame
@@ -376,7 +302,7 @@ def run_on(adata: ad.AnnData, config: SignatureStudyConfig, workdir: str | Path
                                          catalogues):
             evaluations.append(evaluation)
             metrics += _metric_rows(evaluation, signatures, config, profiles)
-            tops, table = _gene_tables(evaluation, gene_names, signatures, truth, config.top_k)
+            tops, table = gene_tables(evaluation, gene_names, signatures, truth, config.top_k)
             top_lists[f"{experiment} / {evaluation.part}"] = tops
             gene_tables.append(table.assign(experiment=experiment, part=evaluation.part))
     metrics = pd.DataFrame(metrics)
