@@ -1,7 +1,5 @@
 """The real cells as their own prediction reach every metric's best value."""
 
-
-
 import numpy as np
 import pytest
 

@@ -1,9 +1,5 @@
 """The penalty ranking scales each metric between its best and worst model."""
 
-
-
-
-
 import pandas as pd
 import pytest
 
