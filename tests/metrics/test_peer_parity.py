@@ -26,6 +26,10 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "peer_metrics.py"
 SPEC = PerturbationSpec("cell_type", "condition", "control")
 CONTEXT = "CD4T"
 
+pytestmark = pytest.mark.skipif(
+    not os.environ.get(PEER_PYTHON),
+    reason=f"cell-eval and pertpy absent: set ${PEER_PYTHON} to the interpreter of an "
+           "environment built from benchmarks/requirements-peer-metrics.txt")
 
 
 def _expressed(control: np.ndarray, group: np.ndarray, genes) -> tuple[np.ndarray, np.ndarray]:
