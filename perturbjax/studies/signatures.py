@@ -296,7 +296,7 @@ def run_on(adata: ad.AnnData, config: SignatureStudyConfig, workdir: str | Path
     labels, silhouettes = expression_clusters(logged, config.n_pcs, config.max_clusters,
                                               config.seed)
 
-    metrics, gene_tables, top_lists, evaluations = [], [], {}, []
+    metrics, gene_parts, top_lists, evaluations = [], [], {}, []
     for experiment in config.experiments:
         for evaluation in run_experiment(experiment, logged, exposures, labels, config,
                                          catalogues):
@@ -304,9 +304,9 @@ def run_on(adata: ad.AnnData, config: SignatureStudyConfig, workdir: str | Path
             metrics += _metric_rows(evaluation, signatures, config, profiles)
             tops, table = gene_tables(evaluation, gene_names, signatures, truth, config.top_k)
             top_lists[f"{experiment} / {evaluation.part}"] = tops
-            gene_tables.append(table.assign(experiment=experiment, part=evaluation.part))
+            gene_parts.append(table.assign(experiment=experiment, part=evaluation.part))
     metrics = pd.DataFrame(metrics)
-    genes = pd.concat(gene_tables, ignore_index=True)
+    genes = pd.concat(gene_parts, ignore_index=True)
 
     if "random" in config.experiments:
         metrics = pd.concat([metrics, _permutation_rows(logged, exposures, config, signatures)],
