@@ -31,7 +31,7 @@ from perturbjax.errors import RunValidationError
 from perturbjax.linear import MultiTaskLassoCV, RidgeCV
 from perturbjax.linear.base import r2_per_target
 from perturbjax.studies.signatures_data import load_data
-from perturbjax.studies.signatures_genes import selection_frequency
+from perturbjax.studies.signatures_genes import gene_tables, selection_frequency
 from perturbjax.studies.signatures_report import summarise, write_results
 
 logger = logging.getLogger("perturbjax")
