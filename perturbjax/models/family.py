@@ -98,10 +98,6 @@ class Fitted:
                            f"{sorted(self.parts)}, not '{condition}'")
         return part
 
-    @property
-    def seeds(self) -> tuple[int, ...]:
-        return next(iter(self.parts.values())).result.seeds
-
     def predict(self, control: ad.AnnData, condition: str) -> list[np.ndarray]:
         part = self._part(condition)
         return self.family.predict(part.objective, part.result, part.pool, control, condition)

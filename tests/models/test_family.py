@@ -1,0 +1,77 @@
+"""A model family's settings, its one fit per condition and its predictions."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from perturbjax.data import MultiDoseConfig, make_multidose_data
+from perturbjax.data.designs import NAULT_SPEC
+from perturbjax.models import LEARNED, FitSettings, ModelFamily, mtae
+from perturbjax.models.fitting import (
+    ConditionEncoding,
+    TrainingPool,
+    fit_on_anndata,
+    predict_decoded,
+)
+from perturbjax.train import TrainConfig
+
+TINY_MODEL = mtae.MTAeConfig(hidden=(16,), latent=4)
+TINY_TRAIN = TrainConfig(epochs=2, batch_size=16, patience=None, select_best=False)
+
+
+def test_a_shorter_run_keeps_the_phase_proportions_and_checkpoints_as_set():
+    family = LEARNED["mtae_adv"]
+    model, train = family.config("original")
+    short, short_train = family.configured(FitSettings("original", epochs=train.epochs // 4,
+                                                       checkpoint_every=5))
+    assert short_train.epochs == train.epochs // 4 and short_train.checkpoint_every == 5
+    assert short.pretrain_epochs == round(model.pretrain_epochs / 4)
+    assert short.discriminator_epochs == round(model.discriminator_epochs / 4)
+
+
+def test_settings_reach_the_model_configuration_through_its_family():
+    model, _ = LEARNED["mtae"].configured(FitSettings("original", conditioning="log_dose",
+                                                      doses=True))
+    assert model.conditioning == "log_dose" and model.film_embedding == 16
+    assert LEARNED["mtae"].configured(FitSettings("original"))[0].film_embedding == 0
+
+
+def test_a_baseline_runs_its_published_configuration_under_any_name():
+    scgen = LEARNED["scgen"]
+    assert scgen.config("default") == scgen.config("original") == scgen.configs["published"]
+    with pytest.raises(KeyError, match="no configuration 'nope'"):
+        LEARNED["mtae"].config("nope")
+
+
+@pytest.fixture(scope="module")
+def doses():
+    adata = make_multidose_data(MultiDoseConfig(n_types=3, n_genes=30, doses=(1.0, 10.0),
+                                                largest=40, smallest=40, n_response_genes=8))
+    return TrainingPool(adata, NAULT_SPEC, ConditionEncoding.from_adata(adata, NAULT_SPEC))
+
+
+def test_a_single_perturbation_family_trains_one_program_per_condition(doses):
+    family = ModelFamily("tiny", {"default": (TINY_MODEL, TINY_TRAIN)}, mtae.build,
+                         per_condition=True)
+    fitted = family.fit(doses, (1, 2), FitSettings(), conditions=["10"])
+    assert list(fitted.parts) == ["10"]
+    assert fitted.parts["10"].pool.encoding.labels == ("0", "10")
+    control = doses.cells[doses.cells.obs["condition"].astype(str) == "0"]
+    assert [p.shape for p in fitted.predict(control, "10")] == [control.shape] * 2
+    assert [r["seed"] for r in fitted.runs("10")] == [1, 2]
+    with pytest.raises(KeyError, match="trained for the conditions"):
+        fitted.predict(control, "1")
+
+
+def test_fitted_predictions_are_those_of_the_plain_fit(doses):
+    family = ModelFamily("tiny", {"default": (TINY_MODEL, TINY_TRAIN)}, mtae.build)
+    fitted = family.fit(doses, (1,), FitSettings())
+    objective = mtae.build(TINY_MODEL, doses.task())
+    result = fit_on_anndata(objective, dataclasses.replace(TINY_TRAIN, checkpoint_every=0),
+                            doses.cells, doses.spec, doses.encoding, (1,))
+    control = doses.cells[:20]
+    np.testing.assert_array_equal(fitted.predict(control, "1")[0],
+                                  predict_decoded(objective, result, doses, control, "1")[0])
