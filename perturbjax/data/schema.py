@@ -110,3 +110,10 @@ def validate(
         raise DataValidationError(
             f"{where}X holds {n_bad} NaN or inf values; expected finite expression values"
         )
+
+
+def non_count_example(x) -> float | None:
+    """A value of `x` that is not a non-negative integer (so not a raw count), or None."""
+    values = x.data if sp.issparse(x) else np.asarray(x).ravel()
+    bad = values[(values < 0) | (values != np.round(values))]
+    return float(bad[0]) if bad.size else None

@@ -73,7 +73,7 @@ def _unchanged(model_config: Any, settings: FitSettings) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Part:
+class TrainedProgram:
     """One trained program: its objective, members, the pool it saw and its wall time."""
 
     objective: Objective
@@ -89,9 +89,9 @@ class Fitted:
     A single-perturbation model holds one trained program per condition."""
 
     family: ModelFamily
-    parts: dict[str | None, _Part]  # condition -> its program; None: every condition
+    parts: dict[str | None, TrainedProgram]  # condition -> its program; None: every condition
 
-    def _part(self, condition: str) -> _Part:
+    def _part(self, condition: str) -> TrainedProgram:
         part = self.parts.get(condition, self.parts.get(None))
         if part is None:
             raise KeyError(f"model '{self.family.name}' was trained for the conditions "
@@ -195,7 +195,7 @@ class ModelFamily:
                              for c, (job, job_workdir) in jobs.items()})
 
     def _fit_part(self, pool: TrainingPool, workdir: Path | None, seeds: Sequence[int],
-                  settings: FitSettings) -> _Part:
+                  settings: FitSettings) -> TrainedProgram:
         """One program: the plain fit, the pair fit, or the former warm-starting the latter."""
         started = time.perf_counter()
         model_config, train_config = self.configured(settings)
@@ -208,7 +208,7 @@ class ModelFamily:
             result = fit_on_pairs(objective, train_config, train, spec, encoding, seeds,
                                   workdir=workdir, unpaired=True,
                                   fingerprint={**fingerprint, "pairing": "unpaired"})
-            return _Part(objective, result, pool, time.perf_counter() - started)
+            return TrainedProgram(objective, result, pool, time.perf_counter() - started)
         result = None
         if self.pairing != "ot":
             result = fit_on_anndata(objective, train_config, train, spec, encoding, seeds,
@@ -219,4 +219,4 @@ class ModelFamily:
                                   fingerprint={**fingerprint, "pairing": self.pairing,
                                                **dataclasses.asdict(settings.pairing)},
                                   warm_start=result, self_pairs=self.self_pairs)
-        return _Part(objective, result, pool, time.perf_counter() - started)
+        return TrainedProgram(objective, result, pool, time.perf_counter() - started)

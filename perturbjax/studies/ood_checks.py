@@ -15,9 +15,8 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
-import scipy.sparse as sp
 
-from perturbjax.data.schema import PerturbationSpec
+from perturbjax.data.schema import PerturbationSpec, non_count_example
 from perturbjax.data.splits import stratified_validation_mask
 from perturbjax.errors import seed_problem
 from perturbjax.models import Batching
@@ -42,19 +41,13 @@ def config_problems(seeds: Sequence[int], epochs: int | None, n_top_genes: int |
     return problems
 
 
-def _non_count_example(x) -> float | None:
-    values = x.data if sp.issparse(x) else np.asarray(x).ravel()
-    bad = values[(values < 0) | (values != np.round(values))]
-    return float(bad[0]) if bad.size else None
-
-
 def data_problems(adata: ad.AnnData, spec: PerturbationSpec, contexts: Sequence[str],
                   held_out_conditions: Sequence[str], counts: bool,
                   batching: dict[str, Batching], source: str) -> list[str]:
     """Problems of the data for this protocol, every held-out context and training pool."""
     problems = []
     if counts:
-        example = _non_count_example(adata.X)
+        example = non_count_example(adata.X)
         if example is not None:
             problems.append(f"{source}: counts=True (--counts: X holds raw counts), but X "
                             f"holds values that are not non-negative integers (e.g. "

@@ -1,0 +1,200 @@
+"""Fit a model on one's own AnnData, predict AnnData, save and load: the public API.
+
+    model = perturbjax.fit(adata, model="mtae", held_out="B", seeds=(1, 2))
+    pred = model.predict(control_cells, condition="stimulated")   # an AnnData
+    model.save("my_model"); again = perturbjax.load("my_model")
+
+`fit` trains every seed as one program (the family's own `fit`) on every cell except the
+held-out contexts' perturbed cells. `predict` returns the ensemble mean per cell in `X`, each
+seed's prediction in `layers["member_<seed>"]` and the spread across seeds in `layers["std"]`
+(the spread is not a calibrated interval). `save` writes each trained program's parameters
+with orbax, the cells it trained on (an h5ad: scGen and scVIDR predict from them) and a JSON
+description; a loaded model predicts bitwise what the saved one did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import orbax.checkpoint as ocp
+
+from perturbjax import __version__
+from perturbjax.data.schema import PerturbationSpec, non_count_example, validate
+from perturbjax.errors import PerturbjaxError
+from perturbjax.files import write_text
+from perturbjax.models import LEARNED, FitSettings, Fitted
+from perturbjax.models.family import TrainedProgram
+from perturbjax.models.fitting import ConditionEncoding, TrainingPool
+from perturbjax.ot import PairingConfig
+from perturbjax.train import FitResult
+
+DESCRIPTION = "perturbjax_model.json"
+FORMAT = 1
+
+
+def input_kind(adata: ad.AnnData) -> str:
+    """'counts' when X holds only non-negative integers, else 'log-normalised'."""
+    return "counts" if non_count_example(adata.X) is None else "log-normalised"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    """A trained ensemble and what it was trained on (see the module docstring)."""
+
+    name: str
+    settings: FitSettings
+    spec: PerturbationSpec
+    genes: tuple[str, ...]
+    encoding: ConditionEncoding
+    contexts: tuple[str, ...]
+    kind: str
+    fitted: Fitted
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return next(iter(self.fitted.parts.values())).result.seeds
+
+    def _checked(self, control: ad.AnnData, condition: str, reindex: bool) -> ad.AnnData:
+        if condition not in self.encoding.labels or condition == self.encoding.control:
+            known = [c for c in self.encoding.labels if c != self.encoding.control]
+            raise PerturbjaxError(f"condition '{condition}' is not one the model was trained "
+                                  f"on; known conditions: {known}")
+        genes = list(map(str, control.var_names))
+        if genes != list(self.genes):
+            missing = sorted(set(self.genes) - set(genes))
+            extra = sorted(set(genes) - set(self.genes))
+            if missing or not reindex:
+                raise PerturbjaxError(
+                    f"the cells' genes differ from the model's {len(self.genes)}: "
+                    f"{len(missing)} missing {missing[:5]}, {len(extra)} extra {extra[:5]}"
+                    + ("" if missing else "; the same genes in another order or with extras: "
+                       "pass reindex=True to select and order them by name"))
+            control = control[:, list(self.genes)]
+        kind = input_kind(control)
+        if kind != self.kind:
+            raise PerturbjaxError(f"the cells hold {kind} values but the model was trained on "
+                                  f"{self.kind} data; transform them the same way first")
+        return control
+
+    def predict(self, control: ad.AnnData, condition: str, reindex: bool = False
+                ) -> ad.AnnData:
+        """The control cells under `condition`: an AnnData (see the module docstring)."""
+        control = self._checked(control, str(condition), reindex)
+        members = np.stack(self.fitted.predict(control, str(condition))).astype(np.float32)
+        obs = control.obs.copy()
+        obs[self.spec.condition_key] = str(condition)
+        obs["model"] = self.name
+        obs["perturbjax_prediction"] = True
+        pred = ad.AnnData(members.mean(axis=0), obs=obs, var=control.var.copy())
+        for seed, values in zip(self.seeds, members, strict=True):
+            pred.layers[f"member_{seed}"] = values
+        pred.layers["std"] = members.std(axis=0)
+        pred.uns["perturbjax"] = {"model": self.name,
+                                  "configuration": self.settings.configuration,
+                                  "seeds": list(self.seeds), "version": __version__,
+                                  "std": "spread of the seeds' predictions, not calibrated"}
+        return pred
+
+    def save(self, path: str | Path) -> None:
+        """Parameters (orbax), training cells (h5ad) and a JSON description under `path`."""
+        path = Path(path).absolute()
+        if (path / DESCRIPTION).exists():
+            raise PerturbjaxError(f"{path}: holds a saved model already; choose a new folder")
+        path.mkdir(parents=True, exist_ok=True)
+        parts = []
+        for i, (condition, part) in enumerate(self.fitted.parts.items()):
+            folder = path / f"part_{i}"
+            checkpointer = ocp.StandardCheckpointer()
+            checkpointer.save(folder / "state", {"params": part.result.params,
+                                                 "model_state": part.result.model_state})
+            checkpointer.wait_until_finished()
+            part.pool.cells.write_h5ad(folder / "training_cells.h5ad")
+            result = part.result
+            parts.append({"condition": condition, "folder": folder.name,
+                          "labels": list(part.pool.encoding.labels),
+                          "seeds": list(result.seeds), "epochs_run": result.epochs_run,
+                          "best_epoch": np.asarray(result.best_epoch).tolist(),
+                          "learning_rate": np.asarray(result.learning_rate).tolist(),
+                          "seconds": part.seconds})
+        description = {
+            "format": FORMAT, "version": __version__, "model": self.name,
+            "settings": dataclasses.asdict(self.settings), "spec": dataclasses.asdict(self.spec),
+            "genes": list(self.genes), "labels": list(self.encoding.labels),
+            "control": self.encoding.control, "contexts": list(self.contexts),
+            "kind": self.kind, "parts": parts}
+        write_text(path / DESCRIPTION, json.dumps(description, indent=1, default=str))
+
+
+def fit(adata: ad.AnnData, model: str = "mtae", context_key: str = "cell_type",
+        condition_key: str = "condition", control: str = "control",
+        held_out: str | Sequence[str] | None = None, seeds: Sequence[int] = (1, 2, 3),
+        configuration: str = "default", epochs: int | None = None,
+        workdir: str | Path | None = None) -> TrainedModel:
+    """Train `model` (any learned model of the benchmark) on every cell of `adata` except
+    the perturbed cells of the `held_out` contexts, all seeds as one program; with `workdir`,
+    checkpoints are kept there and a rerun resumes."""
+    if model not in LEARNED:
+        raise PerturbjaxError(f"model '{model}' is not a learned model; choose from "
+                              f"{sorted(LEARNED)}")
+    held = [held_out] if isinstance(held_out, str) else list(held_out or [])
+    spec = PerturbationSpec(context_key, condition_key, control)
+    validate(adata, spec, held_out=held or None, source=adata.uns.get("source"))
+    contexts = adata.obs[context_key].astype(str)
+    perturbed = (adata.obs[condition_key].astype(str) != str(control)).to_numpy()
+    train = adata[~(contexts.isin(held).to_numpy() & perturbed)].copy()
+    encoding = ConditionEncoding.from_adata(train, spec)
+    settings = FitSettings(configuration=configuration, epochs=epochs,
+                           checkpoint_every=25 if workdir else 0)
+    family = LEARNED[model]
+    fitted = family.fit(TrainingPool(train, spec, encoding), tuple(int(s) for s in seeds),
+                        settings, Path(workdir) if workdir else None)
+    return TrainedModel(model, settings, spec, tuple(map(str, train.var_names)), encoding,
+                        tuple(sorted(contexts.unique())), input_kind(train), fitted)
+
+
+def load(path: str | Path) -> TrainedModel:
+    """A model saved by `TrainedModel.save`."""
+    path = Path(path).absolute()
+    try:
+        description = json.loads((path / DESCRIPTION).read_text())
+    except FileNotFoundError:
+        raise PerturbjaxError(f"{path}: no {DESCRIPTION}; not a saved perturbjax model") from None
+    if description.get("format") != FORMAT:
+        raise PerturbjaxError(f"{path / DESCRIPTION}: format {description.get('format')}, "
+                              f"expected {FORMAT}")
+    family = LEARNED[description["model"]]
+    settings = _settings(description["settings"])
+    spec = PerturbationSpec(**description["spec"])
+    model_config, _ = family.configured(settings)
+    parts = {}
+    for entry in description["parts"]:
+        folder = path / entry["folder"]
+        cells = ad.read_h5ad(folder / "training_cells.h5ad")
+        pool = TrainingPool(cells, spec, ConditionEncoding(tuple(entry["labels"]),
+                                                           description["control"]))
+        state = ocp.StandardCheckpointer().restore(folder / "state")
+        result = FitResult(seeds=tuple(entry["seeds"]), params=state["params"],
+                           model_state=state["model_state"],
+                           learning_rate=np.asarray(entry["learning_rate"]),
+                           best_epoch=np.asarray(entry["best_epoch"]),
+                           epochs_run=entry["epochs_run"], train_loss=np.zeros((0, 0)),
+                           val_loss=np.zeros((0, 0)))
+        parts[entry["condition"]] = TrainedProgram(family.build(model_config, pool.task()),
+                                                   result, pool, entry["seconds"])
+    return TrainedModel(description["model"], settings, spec, tuple(description["genes"]),
+                        ConditionEncoding(tuple(description["labels"]), description["control"]),
+                        tuple(description["contexts"]), description["kind"],
+                        Fitted(family, parts))
+
+
+def _settings(saved: dict[str, Any]) -> FitSettings:
+    """The fit settings of a saved description (JSON lists back to tuples)."""
+    pairing = saved.pop("pairing")
+    pairing["buckets"] = tuple(pairing["buckets"])
+    return FitSettings(**saved, pairing=PairingConfig(**pairing))

@@ -1,0 +1,77 @@
+"""The public API end to end: fit, predict AnnData, save, load, predict again, and the errors
+that name what is expected."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scanpy as sc
+
+import perturbjax
+from perturbjax.errors import PerturbjaxError
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_adata):
+    return perturbjax.fit(tiny_adata, model="mtae", held_out="type_0", seeds=(1, 2), epochs=2)
+
+
+@pytest.fixture(scope="module")
+def control(tiny_adata):
+    cells = tiny_adata[(tiny_adata.obs["cell_type"] == "type_0").to_numpy()
+                       & (tiny_adata.obs["condition"] == "control").to_numpy()]
+    return cells.copy()
+
+
+def test_a_prediction_is_an_anndata_with_every_seed_and_the_spread(fitted, control):
+    pred = fitted.predict(control, condition="stimulated")
+    assert pred.shape == control.shape and list(pred.obs_names) == list(control.obs_names)
+    members = np.stack([pred.layers["member_1"], pred.layers["member_2"]])
+    np.testing.assert_allclose(pred.X, members.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(pred.layers["std"], members.std(0), rtol=1e-6)
+    assert (pred.obs["condition"] == "stimulated").all() and pred.obs["perturbjax_prediction"].all()
+    assert pred.uns["perturbjax"]["seeds"] == [1, 2]
+    sc.pp.pca(pred, n_comps=5)  # scanpy reads it as any AnnData
+
+
+def test_a_loaded_model_predicts_bitwise_what_the_saved_one_did(fitted, control, tmp_path):
+    fitted.save(tmp_path / "model")
+    again = perturbjax.load(tmp_path / "model")
+    first = fitted.predict(control, "stimulated")
+    second = again.predict(control, "stimulated")
+    for layer in ("member_1", "member_2"):
+        np.testing.assert_array_equal(first.layers[layer], second.layers[layer])
+    with pytest.raises(PerturbjaxError, match="holds a saved model already"):
+        fitted.save(tmp_path / "model")
+
+
+def test_genes_in_another_order_are_reindexed_by_name_on_request(fitted, control):
+    shuffled = control[:, np.random.default_rng(0).permutation(control.n_vars)].copy()
+    with pytest.raises(PerturbjaxError, match="pass reindex=True"):
+        fitted.predict(shuffled, "stimulated")
+    np.testing.assert_array_equal(fitted.predict(shuffled, "stimulated", reindex=True).X,
+                                  fitted.predict(control, "stimulated").X)
+
+
+def test_missing_genes_unknown_conditions_and_raw_counts_are_refused_by_name(fitted, control):
+    with pytest.raises(PerturbjaxError, match=r"1 missing \['gene_0'\]"):
+        fitted.predict(control[:, 1:].copy(), "stimulated", reindex=True)
+    with pytest.raises(PerturbjaxError, match=r"known conditions: \['stimulated'\]"):
+        fitted.predict(control, "IFN-beta")
+    counts = control.copy()
+    counts.X = np.round(np.expm1(counts.X))
+    with pytest.raises(PerturbjaxError, match="counts values but the model was trained on "
+                                              "log-normalised data"):
+        fitted.predict(counts, "stimulated")
+
+
+def test_a_latent_arithmetic_baseline_round_trips_with_its_training_cells(tiny_adata, control,
+                                                                          tmp_path):
+    scgen = perturbjax.fit(tiny_adata, model="scgen", held_out=["type_0"], seeds=(3,),
+                           epochs=1)
+    scgen.save(tmp_path / "scgen")
+    again = perturbjax.load(tmp_path / "scgen")
+    np.testing.assert_array_equal(again.predict(control, "stimulated").X,
+                                  scgen.predict(control, "stimulated").X)
+    with pytest.raises(PerturbjaxError, match="not a learned model"):
+        perturbjax.fit(tiny_adata, model="mean_shift")
