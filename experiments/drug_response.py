@@ -12,11 +12,9 @@ The download-free toy set (known answer, about 20 seconds):
 
 from __future__ import annotations
 
-import logging
-
 from absl import flags
 
-from perturbjax.cli import config_from_flags, define_flags, run_launcher
+from perturbjax.cli import config_from_flags, define_flags, run_launcher, show_progress
 from perturbjax.data.cellbench import ALL_RUNS
 from perturbjax.drug.features import ZSCORED_FILTER
 from perturbjax.studies.drug_response import FEATURES, GRIDS, MEASURES, DrugStudyConfig, run
@@ -54,7 +52,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
     del argv
-    logging.getLogger("perturbjax").setLevel(logging.INFO)
+    show_progress(FLAGS.progress)
     results = run(config_from_flags(DrugStudyConfig, include=SETTINGS), FLAGS.workdir)
     print(results.summary)
 

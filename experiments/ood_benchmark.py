@@ -13,12 +13,10 @@ on 2 CPU cores, not timed to the end):
 
 from __future__ import annotations
 
-import logging
-
 from absl import flags
 from absl import logging as absl_logging
 
-from perturbjax.cli import config_from_flags, define_flags, run_launcher
+from perturbjax.cli import config_from_flags, define_flags, run_launcher, show_progress
 from perturbjax.models import MODEL_NAMES
 from perturbjax.models.mtae import CONDITIONINGS
 from perturbjax.ot import PairingConfig
@@ -62,7 +60,7 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> None:
     del argv
     absl_logging.set_verbosity(absl_logging.WARNING)  # quiet orbax's per-save INFO lines
-    logging.getLogger("perturbjax").setLevel(logging.INFO)  # keep one progress line per epoch
+    show_progress(FLAGS.progress)
     models = (available_models(FLAGS.design) if FLAGS.models == ["all"]
               else tuple(FLAGS.models))
     pairing = config_from_flags(PairingConfig, include=("relative_epsilon", "sample"),

@@ -14,11 +14,9 @@ The download-free toy set (about 25 seconds):
 
 from __future__ import annotations
 
-import logging
-
 from absl import flags
 
-from perturbjax.cli import config_from_flags, define_flags, run_launcher
+from perturbjax.cli import config_from_flags, define_flags, run_launcher, show_progress
 from perturbjax.data.synthetic_mixseq import MixSeqSimConfig
 from perturbjax.models.perturbx import POOLINGS, TARGETS, PerturbXConfig
 from perturbjax.studies.perturbx import DEFAULT_FOLDS, FoldCountError, PerturbXStudyConfig, run
@@ -62,7 +60,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
     del argv
-    logging.getLogger("perturbjax").setLevel(logging.INFO)
+    show_progress(FLAGS.progress)
     config = config_from_flags(  # checked before the data loads
         PerturbXStudyConfig, include=STUDY, names=STUDY_NAMES,
         model=config_from_flags(PerturbXConfig, include=MODEL),

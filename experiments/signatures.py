@@ -11,11 +11,9 @@ signatures):
 
 from __future__ import annotations
 
-import logging
-
 from absl import flags
 
-from perturbjax.cli import config_from_flags, define_flags, run_launcher
+from perturbjax.cli import config_from_flags, define_flags, run_launcher, show_progress
 from perturbjax.studies.signatures import SignatureStudyConfig, run
 
 SETTINGS = ("expression", "exposures", "data_dir", "n_cells", "experiments", "n_genes", "cv",
@@ -40,7 +38,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
     del argv
-    logging.getLogger("perturbjax").setLevel(logging.INFO)
+    show_progress(FLAGS.progress)
     config = config_from_flags(SignatureStudyConfig, include=SETTINGS)  # checked at once
     results = run(config, FLAGS.workdir)
     print(results.summary)

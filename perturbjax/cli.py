@@ -12,6 +12,7 @@ traceback too. Any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 import types
 import typing
@@ -24,6 +25,8 @@ from absl import app, flags
 from perturbjax.errors import PerturbjaxError, seed_problem
 
 flags.DEFINE_bool("verbose", False, "Show the traceback of an input error too.")
+flags.DEFINE_bool("progress", None, "Log a line per epoch (loss, s/epoch, time left) and per "
+                  "context and model (default: when stderr is a terminal).")
 USAGE_ERROR = 2
 
 
@@ -115,6 +118,13 @@ def config_from_flags(config_class: type, *, include: Collection[str] | None = N
                      else tuple(_parsed(name, kind, v) for v in value))
         values[field.name] = value
     return config_class(**values, **given)
+
+
+def show_progress(asked: bool | None) -> None:
+    """The package's progress lines on stderr when `asked` (--progress), or by default when
+    stderr is a terminal; otherwise (tests, pipes, batch jobs) warnings only."""
+    shown = sys.stderr.isatty() if asked is None else asked
+    logging.getLogger("perturbjax").setLevel(logging.INFO if shown else logging.WARNING)
 
 
 def run_launcher(main: Callable[[list[str]], None]) -> None:

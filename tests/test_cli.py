@@ -60,3 +60,26 @@ def test_bad_values_name_their_flag():
                           hidden="h")
     with pytest.raises(PerturbjaxError, match="--seeds"):
         parse_seeds(["1", "1"], "seeds")
+
+
+def test_progress_lines_show_when_asked_or_on_a_terminal_only(monkeypatch):
+    import logging
+    import sys
+
+    from perturbjax.cli import show_progress
+
+    logger = logging.getLogger("perturbjax")
+    level = logger.level
+    try:
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+        show_progress(None)
+        assert logger.getEffectiveLevel() == logging.WARNING
+        show_progress(True)
+        assert logger.getEffectiveLevel() == logging.INFO
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+        show_progress(None)
+        assert logger.getEffectiveLevel() == logging.INFO
+        show_progress(False)
+        assert logger.getEffectiveLevel() == logging.WARNING
+    finally:
+        logger.setLevel(level)

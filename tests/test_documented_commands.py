@@ -134,7 +134,8 @@ class Run:
     by_ci: bool = False
 
 
-OOD_CHEAP = "--held_out type_0 --seeds 1 --epochs 2 --checkpoint_every 0 --ceiling_repeats 2"
+OOD_CHEAP = ("--held_out type_0 --seeds 1 --epochs 2 --checkpoint_every 0 --ceiling_repeats 2 "
+             "--progress")
 KANG_CHEAP = "--held_out B --seeds 1 --epochs 2 --checkpoint_every 0 --n_top_genes 500"
 SIGNATURES_CHEAP = ("--n_cells 240 --n_genes 150 --cv 3 --lasso_alphas 10 --bootstrap 50 "
                     "--stability 2 --experiments random")
@@ -151,7 +152,8 @@ HOW_TO_RUN: dict[str, Run] = {
     "python experiments/ood_benchmark.py --workdir runs/ood_synthetic": Run(
         outputs=("runs/ood_synthetic/summary.md", "runs/ood_synthetic/metrics.csv",
                  "runs/ood_synthetic/figures/pca_type_0_stimulated.png"),
-        shows=("Response metrics, calibrated", "epoch 2/2"), cheaper=OOD_CHEAP),
+        shows=("Response metrics, calibrated", "epoch 2/2", "s/epoch", "model mtae (1/5)"),
+        cheaper=OOD_CHEAP),
     "python experiments/ood_benchmark.py --data ../shared/data/kang/valid_pbmc.h5ad "
     "--workdir runs/ood_kang": Run(
         outputs=("runs/ood_kang/summary.md",), cheaper=KANG_CHEAP, slow=True, needs=KANG),

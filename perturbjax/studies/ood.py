@@ -61,6 +61,7 @@ from perturbjax.metrics.response import mean_response
 from perturbjax.models import LEARNED, REFERENCES, Batching, FitSettings, check_model_names
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
 from perturbjax.ot import PairingConfig
+from perturbjax.progress import Progress
 from perturbjax.studies.ood_checks import config_problems, data_problems
 from perturbjax.studies.ood_report import (
     NEAREST,
@@ -268,7 +269,9 @@ def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEnco
         scored.ceilings[(split.context, c)] = ceilings[c]
     first_seed = {c: {} for c in conditions}
     models = [*config.models, *(m for m in FLOOR_REFERENCES if m not in config.models)]
-    for model in models:
+    for j, model in enumerate(models):
+        logger.info("held-out context %s: model %s (%d/%d)", split.context, model, j + 1,
+                    len(models))
         # (name in the table, condition scored, condition decoded)
         direct = model in LEARNED and not LEARNED[model].per_condition
         plan = [(model, c, c) for c in conditions if direct or c not in nearest]
@@ -365,10 +368,11 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
     write_record(workdir, fingerprint, [], contexts)
     spec = config.spec
     encoding = ConditionEncoding.from_adata(adata, spec)
-    scored, done = Scored(), []
+    scored, done, progress = Scored(), [], Progress(len(contexts))
     try:
         for i, context in enumerate(contexts):
-            logger.info("held-out context %s (%d/%d)", context, i + 1, len(contexts))
+            logger.info("held-out context %s (%d/%d)%s", context, i + 1, len(contexts),
+                        f", about {progress.left(i)} left" if i else "")
             split = hold_out(adata, spec, context)
             if config.held_out_conditions:
                 unseen = split.train.obs[spec.condition_key].astype(str).isin(

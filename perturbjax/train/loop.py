@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from perturbjax.progress import Progress
 from perturbjax.train.checkpoint import Checkpointer
 from perturbjax.train.config import TrainConfig, make_optimizer
 from perturbjax.train.members import FitResult, Folds
@@ -219,12 +220,17 @@ def trainer_for(objective: Objective, config: TrainConfig) -> Trainer:
     return _cached_trainer(objective, config)
 
 
-def log_epoch(epoch: int, state: TrainState, total: int) -> None:
-    """One progress line per epoch: mean train / validation loss over the members."""
+def log_epoch(epoch: int, state: TrainState, total: int, progress: Progress | None = None
+              ) -> None:
+    """One progress line per epoch: mean train / validation loss over the members, the best
+    epochs, and (with `progress`) seconds per epoch and the time left at most (early
+    stopping may end sooner)."""
     train = np.asarray(state.train_loss[:, epoch])
     val = np.asarray(state.val_loss[:, epoch])
-    logger.info("epoch %d/%d  train %.5f  val %.5f  best epochs %s", epoch + 1, total,
-                 train.mean(), val.mean(), (np.asarray(state.best_epoch) + 1).tolist())
+    timing = (f"  {progress.per_step(epoch + 1):.2f} s/epoch, at most {progress.left(epoch + 1)}"
+              " left" if progress else "")
+    logger.info("epoch %d/%d  train %.5f  val %.5f  best epochs %s%s", epoch + 1, total,
+                train.mean(), val.mean(), (np.asarray(state.best_epoch) + 1).tolist(), timing)
 
 
 def _check_keys(train: Batch, shared: Batch | None, folds: Folds | None) -> None:
@@ -295,6 +301,7 @@ def fit(
 
     epochs_run = start
     member_shape = (n_folds, len(seeds), len(config.learning_rates))
+    progress = Progress(config.epochs, first=start)
     try:
         for epoch in range(start, config.epochs):
             # Checked before the epoch, so a run resumed from its last checkpoint stops where
@@ -313,7 +320,7 @@ def fit(
                     f"non-finite training loss at epoch {epoch + 1} for (fold, seed index, "
                     f"learning-rate index) {bad}; lower the learning rate or check the data"
                 )
-            (on_epoch or (lambda e, s: log_epoch(e, s, config.epochs)))(epoch, state)
+            (on_epoch or (lambda e, s: log_epoch(e, s, config.epochs, progress)))(epoch, state)
             if checkpointer and epochs_run % config.checkpoint_every == 0:
                 checkpointer.save(epochs_run, state)
     finally:
