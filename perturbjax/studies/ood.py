@@ -33,18 +33,10 @@ from perturbjax.data import (
     SpeciesConfig,
     SyntheticConfig,
     hold_out,
-    load_h5ad,
-    load_nault,
-    load_species,
-    make_multidose_data,
-    make_perturbation_data,
-    make_species_data,
     normalize_log1p,
     select_hvgs,
-    validate,
 )
 from perturbjax.data.fingerprint import content_hash
-from perturbjax.data.schema import DataValidationError
 from perturbjax.data.splits import HoldOut
 from perturbjax.errors import RunValidationError
 from perturbjax.files import write_csv, write_text
@@ -63,6 +55,8 @@ from perturbjax.models.fitting import ConditionEncoding, TrainingPool
 from perturbjax.ot import PairingConfig
 from perturbjax.progress import Progress
 from perturbjax.studies.ood_checks import config_problems, data_problems
+from perturbjax.studies.ood_data import load_data
+from perturbjax.studies.ood_predictions import read_predictions, write_predictions
 from perturbjax.studies.ood_report import (
     NEAREST,
     summarise,
@@ -148,30 +142,6 @@ class OODResults:
     metrics: pd.DataFrame
     ranking: pd.DataFrame
     summary: str
-
-
-def load_dataset(config: OODConfig) -> ad.AnnData:
-    """The configured data set, validated against its schema (raw counts stay raw)."""
-    held_out = config.held_out or None
-    if config.data == "synthetic":
-        adata = {"single": lambda: make_perturbation_data(config.synthetic),
-                 "multidose": lambda: make_multidose_data(config.multidose),
-                 "species": lambda: make_species_data(config.species_data)}[config.design]()
-        validate(adata, config.spec, held_out=held_out, source=f"synthetic {config.design}")
-    elif config.design == "multidose":
-        adata = load_nault(config.data)  # counts, filtered and log-normalised by the loader
-    elif config.design == "species":
-        adata = load_species(config.data)
-    else:
-        adata = load_h5ad(config.data, config.spec, held_out=held_out)
-    if held_out and config.data != "synthetic" and config.design != "single":
-        validate(adata, config.spec, held_out=held_out, source=config.data)
-    missing = set(config.held_out_conditions) - set(adata.obs[config.spec.condition_key]
-                                                     .astype(str))
-    if missing:
-        raise DataValidationError(f"held_out_conditions {sorted(missing)} are not conditions "
-                                  f"of the data (obs '{config.spec.condition_key}')")
-    return adata
 
 
 Predictions = dict[str, list[np.ndarray]]  # condition -> one (cells x genes) array per seed
@@ -282,6 +252,10 @@ def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEnco
         else:
             predictions, runs = _predict_learned(model, split, config, encoding, decoded,
                                                  workdir)
+        saved = workdir / "predictions" / model / f"{split.context}.h5ad"
+        write_predictions(saved, split.control, config.spec.condition_key, model, predictions,
+                          runs)
+        predictions = read_predictions(saved, config.spec.condition_key, runs)
         for name, condition, decoded_as in plan:
             per_seed = predictions[decoded_as]
             ref = references[condition]
@@ -337,7 +311,7 @@ def check_run(config: OODConfig, workdir: Path) -> tuple[ad.AnnData, list[str]]:
         problems.append(str(error))
     if problems:
         raise RunValidationError("the run's settings", problems)
-    adata = load_dataset(config)
+    adata = load_data(config)
     spec = config.spec
     contexts = list(config.held_out) or sorted(adata.obs[spec.context_key].astype(str).unique())
     raw_counts = config.counts and config.design == "single"
@@ -349,7 +323,7 @@ def check_run(config: OODConfig, workdir: Path) -> tuple[ad.AnnData, list[str]]:
 
 
 OUTPUTS = ("config.json", RUN_FILE, "metrics.csv", "summary.md", "ranking.csv", "checkpoints",
-           "figures")
+           "figures", "predictions")
 
 
 def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODResults:

@@ -4,7 +4,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scanpy as sc
 
+from perturbjax.data import hold_out, make_perturbation_data
+from perturbjax.metrics import HeldOutReference, evaluate_prediction
 from perturbjax.studies import ood
 from tests.conftest import TINY
 
@@ -38,6 +41,23 @@ def test_study_writes_table_summary_figures_checkpoints_and_config(study):
     assert summary.index("Response metrics, calibrated") < summary.index(
         "The source documents' metrics")
     assert "penalty ranking" in summary
+
+
+def test_every_prediction_is_a_file_scanpy_reads_and_the_metrics_score_it(study):
+    results, workdir = study
+    saved = sc.read_h5ad(workdir / "predictions" / "mtae" / "type_0.h5ad")
+    members = [saved.layers["member_1"], saved.layers["member_2"]]
+    np.testing.assert_allclose(saved.X, np.mean(members, axis=0), rtol=1e-6)
+    assert (saved.obs["condition"] == "stimulated").all()
+    assert saved.obs["perturbjax_prediction"].all()
+    reference = sc.read_h5ad(workdir / "predictions" / "mean_shift" / "type_0.h5ad")
+    assert list(reference.layers) == ["member_reference"]
+    # Re-scored from the file, the first seed's row comes back to the last digit.
+    split = hold_out(make_perturbation_data(TINY), TINY_STUDY.spec, "type_0")
+    truth = HeldOutReference.build(split.control.X, split.truth.X, split.control.var_names)
+    row = results.metrics.query("model == 'mtae' and seed == 1").iloc[0]
+    again = evaluate_prediction(truth, saved.layers["member_1"], seed=1)
+    assert again["pearson_delta_top100"] == row["pearson_delta_top100"]
 
 
 def test_control_reference_scores_as_the_control_cells(study):
