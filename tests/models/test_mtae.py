@@ -14,7 +14,7 @@ def _init(config, n_genes=30, n_conditions=3, batch=4):
     return objective, params, state, data
 
 
-def test_thesis_configuration_has_the_published_architecture():
+def test_original_configuration_has_the_published_architecture():
     model, train = mtae.ORIGINAL
     architecture = (model.hidden, model.latent, model.dropout, model.input_dropout)
     assert architecture == ((256,), 128, 0.5, 0.2)
@@ -47,7 +47,7 @@ def test_affine_film_is_the_identity_when_its_heads_are_zero():
     np.testing.assert_array_equal(film.apply(zeroed, h, c), h)
 
 
-def test_thesis_film_applies_leaky_relu_to_gamma_and_beta():
+def test_original_film_applies_leaky_relu_to_gamma_and_beta():
     film = FiLM(mode="original")
     h, c = jnp.ones((1, 2)), jnp.array([[1.0]])
     params = {"params": {"gamma": {"kernel": jnp.array([[-1.0, 2.0]]), "bias": jnp.zeros(2)},

@@ -49,7 +49,7 @@ def _changed(before, after):
                                                       strict=True))
 
 
-def test_every_variant_is_registered_with_thesis_and_default_configurations():
+def test_every_variant_is_registered_with_original_and_default_configurations():
     assert set(MULTI_TASK) == {"mtae", "mtae_adv", "mtae_advg", "mtvae", "mtae_ot", "mtae_plus_ot",
                             "mtvae_ot", "mtvae_plus_ot"}
     adv, adv_train = LEARNED["mtae_adv"].config("original")
@@ -65,7 +65,7 @@ def test_every_variant_is_registered_with_thesis_and_default_configurations():
     assert LEARNED["mtvae_ot"].config("default")[0].variational
 
 
-def test_thesis_kl_weight_is_scaled_by_batch_over_training_cells():
+def test_original_kl_weight_is_scaled_by_batch_over_training_cells():
     vae = LEARNED["mtvae"].config("original")[0]
     assert mtae.build(vae, Task.of(10, LABELS, "control", n_cells=3200)).kl_weight == pytest.approx(
         0.004 * 32 / 3200)
@@ -108,7 +108,7 @@ def test_adversarial_step_with_zero_weight_is_the_plain_autoencoder_step():
 
 
 @pytest.mark.parametrize("kind", ["condition", "gaussian"])
-def test_thesis_schedule_trains_autoencoder_then_discriminator_then_both(kind):
+def test_original_schedule_trains_autoencoder_then_discriminator_then_both(kind):
     batch = _batch()
     config = dataclasses.replace(DETERMINISTIC, discriminator=kind, pretrain_epochs=1,
                                  discriminator_epochs=1)

@@ -71,7 +71,7 @@ def test_scvidr_has_the_parameters_of_the_published_vidr_model():
 
 
 @pytest.mark.parametrize("variant", ["mtae", "mtae_adv"])
-def test_the_multi_task_thesis_configuration_has_the_source_code_layers(variant):
+def test_the_multi_task_original_configuration_has_the_source_code_layers(variant):
     # The source document's code as described in the project's spec (the code itself is not
     # public): encoder Dense(G, 256) BN(256), Dense(256, 128); decoder Dense(128, 256)
     # BN(256), FiLM generators gamma, beta = Dense(N + 1, 256) on the one-hot condition,
