@@ -2,7 +2,7 @@
 
 from perturbjax.data.bags import BagData
 from perturbjax.data.cellbench import load_cellbench, read_gene_symbols
-from perturbjax.data.datasets import load_h5ad, load_kang, shared_data_dir
+from perturbjax.data.datasets import data_folder, load_h5ad, load_kang, shared_data_dir
 from perturbjax.data.designs import NAULT_SPEC, SPECIES_SPEC, load_nault, load_species
 from perturbjax.data.exposures import load_expression_exposures, load_signature_profiles
 from perturbjax.data.gdsc import DrugResponse, line_key, load_gdsc, load_gdsc_release
@@ -63,6 +63,7 @@ __all__ = [
     "normalize_log1p",
     "read_gene_symbols",
     "select_hvgs",
+    "data_folder",
     "shared_data_dir",
     "stratified_validation_mask",
     "validate",

@@ -12,6 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from perturbjax.data.schema import KANG_SPEC, DataValidationError, PerturbationSpec, validate
+from perturbjax.errors import PerturbjaxError
 
 DATA_ENV = "PERTURBJAX_DATA"
 
@@ -25,6 +26,18 @@ def shared_data_dir() -> Path | None:
         if Path(candidate).is_dir():
             return Path(candidate)
     return None
+
+
+def data_folder(given: str | None, needed_for: str) -> Path:
+    """`given`, else `shared_data_dir()`, else an error saying what needs the folder and how
+    to name it."""
+    if given and not Path(given).is_dir():
+        raise PerturbjaxError(f"data_dir '{given}': no such folder (needed for {needed_for})")
+    folder = Path(given) if given else shared_data_dir()
+    if folder is None:
+        raise PerturbjaxError(f"no data folder for {needed_for}: set data_dir (--data_dir) or "
+                              f"{DATA_ENV}")
+    return folder
 
 
 def _read(path: Path) -> ad.AnnData:

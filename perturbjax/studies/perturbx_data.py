@@ -4,14 +4,13 @@ or the semi-synthetic set around real GDSC lines; cells log-normalised."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anndata as ad
 import pandas as pd
 import scanpy as sc
 
-from perturbjax.data import shared_data_dir
+from perturbjax.data import data_folder
 from perturbjax.data.gdsc import MUTATIONS_FILE, read_mutation_status
 from perturbjax.data.mixseq import load_mixseq, tp53_wild_type
 from perturbjax.data.preprocess import normalize_log1p
@@ -36,7 +35,6 @@ def load_data(config: PerturbXStudyConfig) -> tuple[ad.AnnData, list[str] | None
     if config.toy:
         raw = make_toy_mixseq(seed=config.fold_seed)
         return prepare_cells(raw, config.hvgs), raw.uns["truth"]["programme"]
-    data_dir = config.data_dir or shared_data_dir()
     if config.mixseq_dir:
         raw = load_mixseq(config.mixseq_dir, config.experiments)
         lines = raw.obs["cell_line"].astype(str)
@@ -46,20 +44,17 @@ def load_data(config: PerturbXStudyConfig) -> tuple[ad.AnnData, list[str] | None
             if missing:
                 raise PerturbjaxError(f"{config.status_csv}: missing columns {sorted(missing)}")
             status = table.set_index("cell_line")["tp53_wt"].astype(bool)
-        elif data_dir is None:
-            raise PerturbjaxError("TP53 status needs status_csv (--status_csv) or the shared "
-                                  "data folder")
         else:
+            data_dir = data_folder(config.data_dir, "the TP53 status from GDSC (or give "
+                                   "status_csv, --status_csv)")
             status = tp53_wild_type(sorted(lines.unique()),
-                                    read_mutation_status(Path(data_dir) / MUTATIONS_FILE))
+                                    read_mutation_status(data_dir / MUTATIONS_FILE))
         absent = sorted(set(lines) - set(status.index))
         if absent:
             raise PerturbjaxError(f"no TP53 status for cell lines {absent[:5]}")
         raw.obs["tp53_wt"] = lines.map(status).astype(bool).to_numpy()
         return prepare_cells(raw, config.hvgs), None
-    if data_dir is None:
-        raise PerturbjaxError("no data folder: set data_dir (--data_dir) or PERTURBJAX_DATA, "
-                              "or use the toy set (--toy)")
-    raw = make_mixseq_like(data_dir, dataclasses.replace(config.simulation,
-                                                         seed=config.fold_seed))
+    data_dir = data_folder(config.data_dir, "the semi-synthetic set's real lines (or use the "
+                           "toy set, --toy)")
+    raw = make_mixseq_like(data_dir, dataclasses.replace(config.simulation, seed=config.fold_seed))
     return prepare_cells(raw, config.hvgs), raw.uns["truth"]["programme"]

@@ -6,10 +6,9 @@ from typing import TYPE_CHECKING
 
 import anndata as ad
 
-from perturbjax.data import shared_data_dir
+from perturbjax.data import data_folder
 from perturbjax.data.exposures import load_expression_exposures
 from perturbjax.data.synthetic_exposures import ExposureSimConfig, make_exposure_data
-from perturbjax.errors import PerturbjaxError
 
 if TYPE_CHECKING:
     from perturbjax.studies.signatures import SignatureStudyConfig
@@ -19,9 +18,7 @@ def load_data(config: SignatureStudyConfig) -> ad.AnnData:
     """Counts with `obsm['exposures']`: the user's tables, or the semi-synthetic set."""
     if config.expression:
         return load_expression_exposures(config.expression, config.exposures)
-    data_dir = config.data_dir or shared_data_dir()
-    if data_dir is None:
-        raise PerturbjaxError("no real data folder for the semi-synthetic set: set data_dir "
-                              "(--data_dir) or PERTURBJAX_DATA, or give your own tables")
+    data_dir = data_folder(config.data_dir, "the semi-synthetic set's real parts (or give "
+                           "your own tables)")
     return make_exposure_data(data_dir, ExposureSimConfig(n_cells=config.n_cells,
                                                           seed=config.seed))

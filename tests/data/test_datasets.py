@@ -7,10 +7,12 @@ from perturbjax.data import (
     KANG_SPEC,
     SYNTHETIC_SPEC,
     DataValidationError,
+    data_folder,
     load_h5ad,
     load_kang,
     validate,
 )
+from perturbjax.errors import PerturbjaxError
 
 SPEC = SYNTHETIC_SPEC
 
@@ -59,3 +61,9 @@ def test_kang_loader_concatenates_train_and_valid_files(tiny_adata, tmp_path):
     assert load_kang(tmp_path, splits=("train",)).n_obs == half
     with pytest.raises(ValueError, match="unknown Kang splits \\['test'\\]"):
         load_kang(tmp_path, splits=("test",))
+
+
+def test_a_data_folder_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(PerturbjaxError, match="no such folder .needed for the cells"):
+        data_folder(str(tmp_path / "absent"), "the cells")
+    assert data_folder(str(tmp_path), "the cells") == tmp_path

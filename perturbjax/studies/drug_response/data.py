@@ -8,7 +8,7 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
-from perturbjax.data import shared_data_dir
+from perturbjax.data import data_folder
 from perturbjax.data.cellbench import SYMBOLS_FILE, load_cellbench, read_gene_symbols
 from perturbjax.data.gdsc import (
     SAMPLE_INFO_FILE,
@@ -18,7 +18,6 @@ from perturbjax.data.gdsc import (
     read_lineages,
 )
 from perturbjax.drug.synthetic import make_toy_drug_data
-from perturbjax.errors import PerturbjaxError
 from perturbjax.studies.drug_response.config import DrugStudyConfig
 
 
@@ -39,17 +38,10 @@ def load_data(config: DrugStudyConfig) -> DrugData:
         bulk, cells, truth = make_toy_drug_data()
         return DrugData(bulk, cells, None,
                         config.resolved(tuple(truth["held_out"]), gene_filter=None))
-    data_dir = config.data_dir or shared_data_dir()
-    if config.response:
-        bulk = load_gdsc_release(config.response, config.expression, config.drug,
-                                 config.measure)
-    elif data_dir is None:
-        raise PerturbjaxError("no data folder: set data_dir (--data_dir) or PERTURBJAX_DATA, "
-                              "or use the toy set (--toy)")
-    else:
-        bulk = load_gdsc(data_dir, config.drug, config.measure)
-    if data_dir is None:
-        raise PerturbjaxError("the single cells need the shared data folder (--data_dir)")
+    data_dir = data_folder(config.data_dir, "the CellBench single cells (or use the toy set, "
+                           "--toy)")
+    bulk = (load_gdsc_release(config.response, config.expression, config.drug, config.measure)
+            if config.response else load_gdsc(data_dir, config.drug, config.measure))
     symbols = read_gene_symbols(Path(data_dir) / SYMBOLS_FILE)
     cells = load_cellbench(Path(data_dir) / "cellbench", config.cellbench_runs, symbols)
     lineage_file = Path(config.lineages or Path(data_dir) / SAMPLE_INFO_FILE)
