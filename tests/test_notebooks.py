@@ -18,7 +18,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = {"ood_benchmark.ipynb": "Response metrics, calibrated",
             "signatures.ipynb": "Test metrics",
             "drug_response.ipynb": "Transfer to single cells",
-            "perturbx.ipynb": "Aggregated latents vs status"}
+            "perturbx.ipynb": "Aggregated latents vs status",
+            "own_data.ipynb": "of genes inside the"}
 SETTING = "TINY"
 
 

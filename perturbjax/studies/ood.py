@@ -48,6 +48,7 @@ from perturbjax.metrics.calibration import (
     add_discrimination,
     calibrate,
 )
+from perturbjax.metrics.conformal import LEVELS, leave_one_context_out
 from perturbjax.metrics.evaluate import evaluation_ceiling
 from perturbjax.metrics.response import mean_response
 from perturbjax.models import LEARNED, REFERENCES, Batching, FitSettings, check_model_names
@@ -137,9 +138,11 @@ def available_models(design: str) -> tuple[str, ...]:
 
 @dataclasses.dataclass
 class OODResults:
-    """The metrics table (one row per model, context, condition, seed) and the ranking."""
+    """The metrics table (one row per model, context, condition, seed), the conformal
+    intervals' coverage (one row per model, context, condition, level) and the ranking."""
 
     metrics: pd.DataFrame
+    coverage: pd.DataFrame
     ranking: pd.DataFrame
     summary: str
 
@@ -186,12 +189,14 @@ def nearest_seen_condition(condition: str, seen: list[str]) -> str:
 @dataclasses.dataclass
 class Scored:
     """The rows of a run so far, and what the run-level scores need besides them: each row's
-    predicted response, and per (context, condition) the real response and the ceiling."""
+    predicted response, per (context, condition) the real response and the ceiling, and each
+    context's genes (HVGs chosen per training pool may differ between contexts)."""
 
     rows: list[dict] = dataclasses.field(default_factory=list)
     predicted: list[np.ndarray] = dataclasses.field(default_factory=list)
     real: dict[tuple[str, str], np.ndarray] = dataclasses.field(default_factory=dict)
     ceilings: dict[tuple[str, str], Ceiling] = dataclasses.field(default_factory=dict)
+    genes: dict[str, pd.Index] = dataclasses.field(default_factory=dict)
 
     def add(self, other: Scored) -> None:
         """Append the rows and responses of another part of the run (one finished context)."""
@@ -199,14 +204,51 @@ class Scored:
         self.predicted += other.predicted
         self.real.update(other.real)
         self.ceilings.update(other.ceilings)
+        self.genes.update(other.genes)
+
+    def _on_common_genes(self) -> Scored:
+        """The responses restricted to the genes every context has, in one order: what the
+        scores across contexts compare gene by gene."""
+        common = sorted(set.intersection(*(set(g) for g in self.genes.values())))
+        columns = {c: genes.get_indexer(common) for c, genes in self.genes.items()}
+        contexts = [row["context"] for row in self.rows]
+        return Scored(
+            self.rows, [p[columns[c]] for p, c in zip(self.predicted, contexts, strict=True)],
+            {key: r[columns[key[0]]] for key, r in self.real.items()},
+            {key: dataclasses.replace(ceiling, predicted=ceiling.predicted[:, columns[key[0]]],
+                                      real=ceiling.real[:, columns[key[0]]])
+             for key, ceiling in self.ceilings.items()},
+            {c: pd.Index(common) for c in self.genes})
 
     def table(self) -> pd.DataFrame:
-        """The metrics table: discrimination across the contexts so far, every score
-        calibrated between its floor and its ceiling."""
-        metrics = add_discrimination(pd.DataFrame(self.rows), dict(enumerate(self.predicted)),
-                                     self.real, self.ceilings)
+        """The metrics table: discrimination across the contexts so far (on their common
+        genes), every score calibrated between its floor and its ceiling."""
+        common = self._on_common_genes()
+        metrics = add_discrimination(pd.DataFrame(self.rows), dict(enumerate(common.predicted)),
+                                     common.real, common.ceilings)
         names = [c[: -len(CEILING)] for c in metrics.columns if c.endswith(CEILING)]
         return calibrate(metrics, names)
+
+    def coverage(self, levels: tuple[float, ...] = LEVELS) -> pd.DataFrame:
+        """Per (model, condition): the conformal interval's coverage and width on each
+        context, calibrated on the other contexts' leave-one-out residuals, beside the
+        uncalibrated seed spread's (`metrics.conformal.leave_one_context_out`)."""
+        common = self._on_common_genes()
+        rows = pd.DataFrame(self.rows)
+        tables = []
+        for (model, condition), group in rows.groupby(["model", "condition"], sort=False):
+            if group["context"].nunique() < 2:
+                continue
+            members = {c: np.stack([common.predicted[i] for i in part.index])
+                       for c, part in group.groupby("context")}
+            table = leave_one_context_out(
+                {c: m.mean(axis=0) for c, m in members.items()},
+                {c: common.real[(c, condition)] for c in members}, members, levels)
+            tables.append(table.assign(model=model, condition=condition))
+        if not tables:
+            return pd.DataFrame()
+        table = pd.concat(tables, ignore_index=True)
+        return table[["model", "condition", *table.columns.drop(["model", "condition"])]]
 
 
 def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
@@ -234,6 +276,7 @@ def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEnco
     ceilings = {c: evaluation_ceiling(references[c], config.ceiling_repeats) for c in conditions}
     scoring_seconds = time.perf_counter() - started
     scored = Scored()
+    scored.genes[split.context] = pd.Index(split.control.var_names.astype(str))
     for c in conditions:
         scored.real[(split.context, c)] = references[c].response.response
         scored.ceilings[(split.context, c)] = ceilings[c]
@@ -322,8 +365,8 @@ def check_run(config: OODConfig, workdir: Path) -> tuple[ad.AnnData, list[str]]:
     return (normalize_log1p(adata) if raw_counts else adata), contexts
 
 
-OUTPUTS = ("config.json", RUN_FILE, "metrics.csv", "summary.md", "ranking.csv", "checkpoints",
-           "figures", "predictions")
+OUTPUTS = ("config.json", RUN_FILE, "metrics.csv", "coverage.csv", "summary.md", "ranking.csv",
+           "checkpoints", "figures", "predictions")
 
 
 def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODResults:
@@ -356,17 +399,19 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
             scored.add(_evaluate_context(split, config, encoding, workdir))
             done.append(context)
             write_csv(workdir / "metrics.csv", scored.table())
+            write_csv(workdir / "coverage.csv", scored.coverage())
             write_record(workdir, fingerprint, done, contexts[len(done):])
     except BaseException as error:
         write_record(workdir, fingerprint, done, contexts[len(done):],
                      error=f"{type(error).__name__}: {error}")
         if done:
             write_text(workdir / "summary.md",
-                       summarise(scored.table(), missing=contexts[len(done):])[1])
+                       summarise(scored.table(), scored.coverage(),
+                                 missing=contexts[len(done):])[1])
         raise
-    metrics = scored.table()
-    ranking, summary = summarise(metrics)
+    metrics, coverage = scored.table(), scored.coverage()
+    ranking, summary = summarise(metrics, coverage)
     write_report(workdir, summary, {"ranking": ranking}, indexed={"ranking"})
     if config.figures:
         write_run_figures(metrics, ranking, workdir)
-    return OODResults(metrics=metrics, ranking=ranking, summary=summary)
+    return OODResults(metrics=metrics, coverage=coverage, ranking=ranking, summary=summary)

@@ -12,6 +12,7 @@ from perturbjax import plots
 from perturbjax.data.splits import HoldOut
 from perturbjax.metrics import HeldOutReference, penalty_ranking
 from perturbjax.metrics.calibration import CALIBRATED, CEILING, FLOOR_REFERENCES, floor_models
+from perturbjax.metrics.conformal import fewest_contexts
 from perturbjax.metrics.distances import DISTANCES
 from perturbjax.metrics.response import RESPONSE_METRICS, mean_response
 from perturbjax.studies.report import markdown_table, mean_sd_table
@@ -85,11 +86,42 @@ def _floor_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return floors.reset_index()
 
 
-def summarise(metrics: pd.DataFrame, missing: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
+def coverage_section(coverage: pd.DataFrame, order: Sequence[str]) -> list[str]:
+    """The summary's part on the conformal intervals of the mean response: coverage and
+    width per model and level (mean ± sd over contexts and conditions), beside the
+    uncalibrated seed spread's."""
+    if coverage.empty:
+        return []
+    columns = [c for c in ("coverage", "mean_width", "seed_spread_coverage",
+                           "seed_spread_mean_width") if c in coverage]
+    table = mean_sd_table(coverage.assign(level=coverage["level"].map("{:.0%}".format)),
+                          ["model", "level"], columns)
+    models = [*order, *sorted(set(coverage["model"]) - set(order))]
+    table = table.loc[[key for m in models for key in table.index if key[0] == m]]
+    fewest = {f"{level:.0%}": fewest_contexts(level) for level in sorted(coverage["level"])}
+    calibrating = int(coverage["calibration_contexts"].min())
+    short = [level for level, n in fewest.items() if calibrating < n]
+    return [
+        "## Conformal intervals of the mean response",
+        "Per gene, d_P ± the ceil(level (K+1))-th smallest absolute residual |d_R - d_P| of "
+        f"the same gene on the K = {calibrating} other held-out contexts (their leave-one-out "
+        "predictions). `coverage` is the share of genes whose real response lies inside; if "
+        "the contexts are exchangeable its expectation is at least the level. The seed "
+        "spread (d_P ± z sd over seeds) is NOT calibrated and is shown for comparison."
+        + (f" With K = {calibrating}, no finite interval has the guarantee at {short} (it "
+           f"needs K ≥ {[fewest[level] for level in short]}): those widths are infinite and "
+           "their coverage is 1 by construction." if short else ""),
+        markdown_table(table.reset_index().set_index(["model", "level"])),
+    ]
+
+
+def summarise(metrics: pd.DataFrame, coverage: pd.DataFrame | None = None,
+              missing: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
     """Rankings (`rankings`) and a markdown summary: the calibrated response metrics first
-    (mean ± sd per model, per context), then the source documents' metrics. Conditions held
-    out of training everywhere are left out of the rankings and get a table of their own.
-    `missing`: contexts of a stopped run that have no rows (named at the top)."""
+    (mean ± sd per model, per context), then the conformal intervals' coverage, then the
+    source documents' metrics. Conditions held out of training everywhere are left out of
+    the rankings and get a table of their own. `missing`: contexts of a stopped run that
+    have no rows (named at the top)."""
     held = (metrics["held_out_condition"].astype(bool) if "held_out_condition" in metrics
             else pd.Series(False, index=metrics.index))
     main = metrics[~held]
@@ -129,6 +161,8 @@ def summarise(metrics: pd.DataFrame, missing: Sequence[str] = ()) -> tuple[pd.Da
     for metric in HEADLINE:
         parts += [f"## Calibrated {metric} per held-out context (mean over seeds and "
                   "conditions)", _per(main, "context", metric + CALIBRATED)]
+    if coverage is not None:
+        parts += coverage_section(coverage, ranking.index)
     parts += ["## The floor: the best trivial reference per held-out context and metric",
               markdown_table(_floor_table(main).set_index(["context", "condition"])),
               "## The source documents' metrics",

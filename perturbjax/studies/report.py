@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from perturbjax.files import write_csv, write_text
@@ -27,13 +28,20 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
 
 def mean_sd_table(frame: pd.DataFrame, by: str | list[str], columns: Sequence[str],
                   order: Sequence | None = None, digits: int = 3) -> pd.DataFrame:
-    """'mean ± sd' of each column per `by` group (sd 0 for a group of one), rows in `order`
-    (those present) or in order of appearance."""
+    """'mean ± sd' of each column per `by` group (sd 0 for a group of one; '–' where the
+    group has no value, 'inf' where a value is infinite), rows in `order` (those present) or
+    in order of appearance."""
     stats = frame.groupby(by, sort=False)[list(columns)].agg(["mean", "std"])
     table = pd.DataFrame(index=stats.index)
+
+    def cell(mean: float, sd: float) -> str:
+        if np.isnan(mean):
+            return "–"
+        return "inf" if np.isinf(mean) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
     for column in columns:
         mean, sd = stats[(column, "mean")], stats[(column, "std")].fillna(0.0)
-        table[column] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean, sd, strict=True)]
+        table[column] = [cell(m, s) for m, s in zip(mean, sd, strict=True)]
     if order is not None:
         table = table.loc[[m for m in order if m in table.index]]
     return table

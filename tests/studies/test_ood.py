@@ -8,6 +8,7 @@ import scanpy as sc
 
 from perturbjax.data import hold_out, make_perturbation_data
 from perturbjax.metrics import HeldOutReference, evaluate_prediction
+from perturbjax.metrics.conformal import leave_one_context_out
 from perturbjax.studies import ood
 from tests.conftest import TINY
 
@@ -75,6 +76,36 @@ def test_same_seed_gives_identical_metrics_and_other_seeds_differ(study, tmp_pat
     second = again.metrics[again.metrics.model == "mtae"][cols].to_numpy()
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first[0], first[1])
+
+
+def test_coverage_is_scored_per_context_on_the_other_contexts_and_their_common_genes(tmp_path):
+    # HVGs are chosen per training pool, so the contexts' genes differ: the intervals compare
+    # the genes they share, by name, whatever each file's order.
+    synthetic = dataclasses.replace(TINY, n_types=5)
+    config = ood.OODConfig(models=("linear",), synthetic=synthetic, n_top_genes=45, seeds=(1,),
+                           figures=False, ceiling_repeats=2)
+    results = ood.run(config, tmp_path)
+    adata = make_perturbation_data(synthetic)
+    predicted, real = {}, {}
+    for context in sorted(adata.obs["cell_type"].unique()):
+        saved = sc.read_h5ad(tmp_path / "predictions" / "linear" / f"{context}.h5ad")
+        split = hold_out(adata[:, saved.var_names], config.spec, context)
+        control = np.asarray(split.control.X).mean(axis=0)
+        predicted[context] = pd.Series(saved.X.mean(axis=0) - control, saved.var_names)
+        real[context] = pd.Series(np.asarray(split.truth.X).mean(axis=0) - control,
+                                  saved.var_names)
+    common = sorted(set.intersection(*(set(p.index) for p in predicted.values())))
+    assert 0 < len(common) < 45  # the contexts' genes do differ
+    expected = leave_one_context_out({c: p[common].to_numpy() for c, p in predicted.items()},
+                                     {c: r[common].to_numpy() for c, r in real.items()})
+    coverage = pd.read_csv(tmp_path / "coverage.csv").query("model == 'linear'")
+    assert set(coverage["calibration_contexts"]) == {4}
+    np.testing.assert_allclose(coverage[["coverage", "mean_width"]].to_numpy(np.float64),
+                               expected[["coverage", "mean_width"]].to_numpy(np.float64),
+                               rtol=1e-5)
+    assert set(results.coverage["model"]) == {"linear", *ood.FLOOR_REFERENCES}
+    assert "## Conformal intervals of the mean response" in results.summary
+    assert "needs K ≥ [9]" in results.summary  # 4 calibration contexts: no finite 90% interval
 
 
 def test_unknown_model_name_is_refused(tmp_path):
