@@ -59,7 +59,8 @@ define_flags(PairingConfig, {"relative_epsilon": "Sinkhorn epsilon / mean cost o
                              "sample": "Draw OT partners from the coupling row (else argmax)."},
              include=("relative_epsilon", "sample"),
              names={"relative_epsilon": "ot_relative_epsilon", "sample": "ot_sample"})
-flags.DEFINE_string("workdir", "runs/ood_benchmark", "Output folder (resumes if it exists).")
+flags.DEFINE_string("workdir", "runs/ood_benchmark", "Output folder: one table, whose finished "
+                    "cells (model, context) are read back, not trained again.")
 flags.DEFINE_bool("overwrite", False, "Replace a workdir that holds another run (other data, "
                   "configuration or schedule) instead of refusing it.")
 FLAGS = flags.FLAGS

@@ -174,6 +174,12 @@ HOW_TO_RUN: dict[str, Run] = {
     "log_dose --held_out_conditions 1 --workdir runs/ood_multidose": Run(
         outputs=("runs/ood_multidose/summary.md",), cheaper=f"{OOD_CHEAP} --epochs 1",
         slow=True),
+    "python experiments/ood_benchmark.py --synthetic_types 10 --models mtae,scgen,control,"
+    "mean_shift,mean_shift_balanced,linear --figures=false --workdir runs/conformal_synthetic": Run(
+        outputs=("runs/conformal_synthetic/coverage.csv",),
+        shows=("Conformal intervals of the mean response",),
+        cheaper="--synthetic_types 4 --seeds 1 --epochs 2 --checkpoint_every 0 "
+                "--ceiling_repeats 2", slow=True),
     "python experiments/ood_benchmark.py --models all --held_out type_0,type_3 "
     "--workdir runs/ood3_single": Run(
         outputs=("runs/ood3_single/summary.md",), cheaper=OOD_CHEAP, slow=True),

@@ -188,8 +188,9 @@ def fit(adata: ad.AnnData, model: str = "mtae", context_key: str = "cell_type",
         workdir: str | Path | None = None, calibrate: bool = True) -> TrainedModel:
     """Train `model` (any learned model of the benchmark) on every cell of `adata` except
     the perturbed cells of the `held_out` contexts, all seeds as one program; with `workdir`,
-    checkpoints are kept there and a rerun resumes. `calibrate` adds one fit per training
-    context with perturbed cells, for the intervals (see the module docstring)."""
+    checkpoints are kept there (`model/`, `calibration/<context>/`) and a rerun resumes.
+    `calibrate` adds one fit per training context with perturbed cells, for the intervals
+    (see the module docstring)."""
     if model not in LEARNED:
         raise PerturbjaxError(f"model '{model}' is not a learned model; choose from "
                               f"{sorted(LEARNED)}")
@@ -204,7 +205,8 @@ def fit(adata: ad.AnnData, model: str = "mtae", context_key: str = "cell_type",
                            checkpoint_every=25 if workdir else 0)
     family, seeds = LEARNED[model], tuple(int(s) for s in seeds)
     folder = Path(workdir) if workdir else None
-    fitted = family.fit(TrainingPool(train, spec, encoding), seeds, settings, folder)
+    fitted = family.fit(TrainingPool(train, spec, encoding), seeds, settings,
+                        folder / "model" if folder else None)
     return TrainedModel(model, settings, spec, tuple(map(str, train.var_names)), encoding,
                         tuple(sorted(contexts.unique())), input_kind(train), fitted,
                         _calibration(family, train, spec, encoding, seeds, settings, folder)

@@ -41,20 +41,14 @@ from perturbjax.data.splits import HoldOut
 from perturbjax.errors import RunValidationError
 from perturbjax.files import write_csv, write_text
 from perturbjax.metrics import HeldOutReference, evaluate_prediction
-from perturbjax.metrics.calibration import (
-    CEILING,
-    FLOOR_REFERENCES,
-    Ceiling,
-    add_discrimination,
-    calibrate,
-)
-from perturbjax.metrics.conformal import LEVELS, leave_one_context_out
+from perturbjax.metrics.calibration import CEILING, FLOOR_REFERENCES, Ceiling
 from perturbjax.metrics.evaluate import evaluation_ceiling
 from perturbjax.metrics.response import mean_response
 from perturbjax.models import LEARNED, REFERENCES, Batching, FitSettings, check_model_names
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
 from perturbjax.ot import PairingConfig
 from perturbjax.progress import Progress
+from perturbjax.studies.ood_cells import Cells
 from perturbjax.studies.ood_checks import config_problems, data_problems
 from perturbjax.studies.ood_data import load_data
 from perturbjax.studies.ood_predictions import read_predictions, write_predictions
@@ -64,6 +58,7 @@ from perturbjax.studies.ood_report import (
     write_context_figures,
     write_run_figures,
 )
+from perturbjax.studies.ood_table import Scored
 from perturbjax.studies.report import write_config, write_report
 from perturbjax.studies.run_record import RUN_FILE, claim_workdir, write_record
 
@@ -187,138 +182,120 @@ def nearest_seen_condition(condition: str, seen: list[str]) -> str:
 
 
 @dataclasses.dataclass
-class Scored:
-    """The rows of a run so far, and what the run-level scores need besides them: each row's
-    predicted response, per (context, condition) the real response and the ceiling, and each
-    context's genes (HVGs chosen per training pool may differ between contexts)."""
+class ContextTruth:
+    """A held-out context's split and what every prediction of it is scored against: the
+    real response per condition (`references`), the replicate ceilings, and the seconds
+    these took. `nearest` maps each condition never seen in training to its nearest seen
+    dose."""
 
-    rows: list[dict] = dataclasses.field(default_factory=list)
-    predicted: list[np.ndarray] = dataclasses.field(default_factory=list)
-    real: dict[tuple[str, str], np.ndarray] = dataclasses.field(default_factory=dict)
-    ceilings: dict[tuple[str, str], Ceiling] = dataclasses.field(default_factory=dict)
-    genes: dict[str, pd.Index] = dataclasses.field(default_factory=dict)
+    split: HoldOut
+    conditions: list[str]
+    nearest: dict[str, str]
+    references: dict[str, HeldOutReference]
+    ceilings: dict[str, Ceiling]
+    seconds: float
 
-    def add(self, other: Scored) -> None:
-        """Append the rows and responses of another part of the run (one finished context)."""
-        self.rows += other.rows
-        self.predicted += other.predicted
-        self.real.update(other.real)
-        self.ceilings.update(other.ceilings)
-        self.genes.update(other.genes)
+    @classmethod
+    def build(cls, split: HoldOut, config: OODConfig, encoding: ConditionEncoding
+              ) -> ContextTruth:
+        spec = config.spec
+        condition_of = split.truth.obs[spec.condition_key].astype(str)
+        conditions = [c for c in encoding.labels
+                      if c != str(spec.control_value) and (condition_of == c).any()]
+        seen = sorted(set(split.train.obs[spec.condition_key].astype(str))
+                      - {str(spec.control_value)})
+        nearest = {c: nearest_seen_condition(c, seen) for c in conditions
+                   if c in config.held_out_conditions}
+        started = time.perf_counter()
+        references = {c: HeldOutReference.build(
+            split.control.X, split.truth.X[(condition_of == c).to_numpy()],
+            split.control.var_names) for c in conditions}
+        ceilings = {c: evaluation_ceiling(references[c], config.ceiling_repeats)
+                    for c in conditions}
+        return cls(split, conditions, nearest, references, ceilings,
+                   time.perf_counter() - started)
 
-    def _on_common_genes(self) -> Scored:
-        """The responses restricted to the genes every context has, in one order: what the
-        scores across contexts compare gene by gene."""
-        common = sorted(set.intersection(*(set(g) for g in self.genes.values())))
-        columns = {c: genes.get_indexer(common) for c, genes in self.genes.items()}
-        contexts = [row["context"] for row in self.rows]
-        return Scored(
-            self.rows, [p[columns[c]] for p, c in zip(self.predicted, contexts, strict=True)],
-            {key: r[columns[key[0]]] for key, r in self.real.items()},
-            {key: dataclasses.replace(ceiling, predicted=ceiling.predicted[:, columns[key[0]]],
-                                      real=ceiling.real[:, columns[key[0]]])
-             for key, ceiling in self.ceilings.items()},
-            {c: pd.Index(common) for c in self.genes})
+    def plan(self, model: str) -> list[tuple[str, str, str]]:
+        """(name in the table, condition scored, condition decoded) of a model's rows.
 
-    def table(self) -> pd.DataFrame:
-        """The metrics table: discrimination across the contexts so far (on their common
-        genes), every score calibrated between its floor and its ceiling."""
-        common = self._on_common_genes()
-        metrics = add_discrimination(pd.DataFrame(self.rows), dict(enumerate(common.predicted)),
-                                     common.real, common.ceilings)
-        names = [c[: -len(CEILING)] for c in metrics.columns if c.endswith(CEILING)]
-        return calibrate(metrics, names)
-
-    def coverage(self, levels: tuple[float, ...] = LEVELS) -> pd.DataFrame:
-        """Per (model, condition): the conformal interval's coverage and width on each
-        context, calibrated on the other contexts' leave-one-out residuals, beside the
-        uncalibrated seed spread's (`metrics.conformal.leave_one_context_out`)."""
-        common = self._on_common_genes()
-        rows = pd.DataFrame(self.rows)
-        tables = []
-        for (model, condition), group in rows.groupby(["model", "condition"], sort=False):
-            if group["context"].nunique() < 2:
-                continue
-            members = {c: np.stack([common.predicted[i] for i in part.index])
-                       for c, part in group.groupby("context")}
-            table = leave_one_context_out(
-                {c: m.mean(axis=0) for c, m in members.items()},
-                {c: common.real[(c, condition)] for c in members}, members, levels)
-            tables.append(table.assign(model=model, condition=condition))
-        if not tables:
-            return pd.DataFrame()
-        table = pd.concat(tables, ignore_index=True)
-        return table[["model", "condition", *table.columns.drop(["model", "condition"])]]
-
-
-def _evaluate_context(split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
-                      workdir: Path) -> Scored:
-    """Predict with every model on one held-out context and score each prediction; every row
-    carries the context's ceiling of every metric.
-
-    A condition in `config.held_out_conditions` is scored twice per learned model: decoded
-    under its own code (`<model>`) and under the nearest seen dose (`<model>@nearest`);
-    references and single-perturbation models, which need training cells of the condition,
-    only the latter."""
-    condition_of = split.truth.obs[config.spec.condition_key].astype(str)
-    conditions = [c for c in encoding.labels
-                  if c != str(config.spec.control_value) and (condition_of == c).any()]
-    seen = sorted(set(split.train.obs[config.spec.condition_key].astype(str))
-                  - {str(config.spec.control_value)})
-    nearest = {c: nearest_seen_condition(c, seen) for c in conditions
-               if c in config.held_out_conditions}
-    started = time.perf_counter()
-    references = {
-        c: HeldOutReference.build(split.control.X, split.truth.X[(condition_of == c).to_numpy()],
-                                  split.control.var_names)
-        for c in conditions
-    }
-    ceilings = {c: evaluation_ceiling(references[c], config.ceiling_repeats) for c in conditions}
-    scoring_seconds = time.perf_counter() - started
-    scored = Scored()
-    scored.genes[split.context] = pd.Index(split.control.var_names.astype(str))
-    for c in conditions:
-        scored.real[(split.context, c)] = references[c].response.response
-        scored.ceilings[(split.context, c)] = ceilings[c]
-    first_seed = {c: {} for c in conditions}
-    models = [*config.models, *(m for m in FLOOR_REFERENCES if m not in config.models)]
-    for j, model in enumerate(models):
-        logger.info("held-out context %s: model %s (%d/%d)", split.context, model, j + 1,
-                    len(models))
-        # (name in the table, condition scored, condition decoded)
+        A condition in `config.held_out_conditions` is scored twice per learned model:
+        decoded under its own code (`<model>`) and under the nearest seen dose
+        (`<model>@nearest`); references and single-perturbation models, which need training
+        cells of the condition, only the latter."""
         direct = model in LEARNED and not LEARNED[model].per_condition
-        plan = [(model, c, c) for c in conditions if direct or c not in nearest]
-        plan += [(model + NEAREST, c, nearest[c]) for c in conditions if c in nearest]
-        decoded = sorted({d for _, _, d in plan})
-        if model in REFERENCES:
-            predictions, runs = _predict_reference(model, split, config, decoded)
-        else:
-            predictions, runs = _predict_learned(model, split, config, encoding, decoded,
-                                                 workdir)
-        saved = workdir / "predictions" / model / f"{split.context}.h5ad"
-        write_predictions(saved, split.control, config.spec.condition_key, model, predictions,
-                          runs)
-        predictions = read_predictions(saved, config.spec.condition_key, runs)
-        for name, condition, decoded_as in plan:
-            per_seed = predictions[decoded_as]
-            ref = references[condition]
-            if model in config.models:
-                first_seed[condition][name] = per_seed[0]
-            for run_info, pred in zip(runs[decoded_as], per_seed, strict=True):
-                started = time.perf_counter()
-                scores = evaluate_prediction(ref, pred, seed=run_info["seed"] or 0)
-                scoring_seconds += time.perf_counter() - started
-                scored.rows.append({
-                    "model": name, "context": split.context, "condition": condition,
-                    "decoded_as": decoded_as, "held_out_condition": condition in nearest,
-                    **run_info, **scores,
-                    **{k + CEILING: v for k, v in ceilings[condition].scores.items()}})
-                scored.predicted.append(mean_response(pred, ref.response.control_mean))
-    for row in scored.rows:  # the context's whole scoring: references, ceilings, every row
-        row["scoring_seconds"] = scoring_seconds
-    if config.figures:
-        write_context_figures(split, references, first_seed, workdir)
-    return scored
+        plan = [(model, c, c) for c in self.conditions if direct or c not in self.nearest]
+        return plan + [(model + NEAREST, c, self.nearest[c]) for c in self.conditions
+                       if c in self.nearest]
+
+
+def _prediction_file(workdir: Path, model: str, context: str) -> Path:
+    return workdir / "predictions" / model / f"{context}.h5ad"
+
+
+def _score(model: str, truth: ContextTruth, predictions: Predictions, runs: RunRecords
+           ) -> Scored:
+    """Every (seed, condition) row of one model on one context, and its predicted
+    responses; each row carries the context's ceiling of every metric."""
+    part, started = Scored(), time.perf_counter()
+    for name, condition, decoded_as in truth.plan(model):
+        ref = truth.references[condition]
+        for run_info, pred in zip(runs[decoded_as], predictions[decoded_as], strict=True):
+            scores = evaluate_prediction(ref, pred, seed=run_info["seed"] or 0)
+            part.rows.append({
+                "model": name, "context": truth.split.context, "condition": condition,
+                "decoded_as": decoded_as, "held_out_condition": condition in truth.nearest,
+                **run_info, **scores,
+                **{k + CEILING: v for k, v in truth.ceilings[condition].scores.items()}})
+            part.predicted.append(mean_response(pred, ref.response.control_mean))
+    for row in part.rows:
+        row["scoring_seconds"] = time.perf_counter() - started
+        row["reference_seconds"] = truth.seconds
+    return part
+
+
+def _new_cell(model: str, truth: ContextTruth, config: OODConfig,
+              encoding: ConditionEncoding, workdir: Path) -> tuple[Scored, Predictions]:
+    """Train (a learned model) and predict one cell, write its predictions file and score
+    what is read back from it."""
+    split = truth.split
+    decoded = sorted({d for _, _, d in truth.plan(model)})
+    if model in REFERENCES:
+        predictions, runs = _predict_reference(model, split, config, decoded)
+    else:
+        predictions, runs = _predict_learned(model, split, config, encoding, decoded, workdir)
+    saved = _prediction_file(workdir, model, split.context)
+    write_predictions(saved, split.control, config.spec.condition_key, model, predictions, runs)
+    predictions = read_predictions(saved, config.spec.condition_key, runs)
+    return _score(model, truth, predictions, runs), predictions
+
+
+def _done_cell(model: str, truth: ContextTruth, config: OODConfig, cells: Cells,
+               workdir: Path) -> tuple[Scored, Predictions]:
+    """A cell the workdir holds: its stored rows, with its predicted responses recomputed
+    from its predictions file."""
+    rows = cells.rows_of(model, truth.split.context)
+    for row in rows:
+        row["seed"] = None if pd.isna(row["seed"]) else int(row["seed"])
+    runs: RunRecords = {}
+    for row in rows:
+        seeds = runs.setdefault(row["decoded_as"], [])
+        if {"seed": row["seed"]} not in seeds:
+            seeds.append({"seed": row["seed"]})
+    predictions = read_predictions(_prediction_file(workdir, model, truth.split.context),
+                                   config.spec.condition_key, runs)
+    part = Scored(rows=rows)
+    for row in rows:
+        pred = predictions[row["decoded_as"]][runs[row["decoded_as"]].index({"seed": row["seed"]})]
+        control_mean = truth.references[row["condition"]].response.control_mean
+        part.predicted.append(mean_response(pred, control_mean))
+    return part, predictions
+
+
+def _first_seed(model: str, truth: ContextTruth, predictions: Predictions,
+                figures: dict[str, dict[str, np.ndarray]]) -> None:
+    """Add the first seed's prediction of each of a model's rows to the context's figures."""
+    for name, condition, decoded_as in truth.plan(model):
+        figures[condition][name] = predictions[decoded_as][0]
 
 
 def _batching(config: OODConfig) -> dict[str, Batching]:
@@ -327,18 +304,26 @@ def _batching(config: OODConfig) -> dict[str, Batching]:
             for model in config.models if model in LEARNED}
 
 
-def run_fingerprint(config: OODConfig, adata: ad.AnnData) -> dict:
-    """What a workdir's results depend on: the configuration (figures aside), each learned
-    model's resolved configuration and schedule, and the content of the data."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "figures"}
+def model_schedules(config: OODConfig) -> dict[str, dict | None]:
+    """Each model's resolved configuration and training schedule (None: a reference)."""
     schedules = {}
     for model in config.models:
+        schedules[model] = None
         if model in LEARNED:
             model_config, train_config = LEARNED[model].configured(fit_settings(config))
             schedules[model] = {"model": dataclasses.asdict(model_config),
                                 "train": dataclasses.asdict(train_config)}
+    return schedules
+
+
+def run_fingerprint(config: OODConfig, adata: ad.AnnData) -> dict:
+    """What a workdir's table depends on: the settings every cell shares (the models, the
+    held-out contexts and the figures aside: a table grows by both) and the content of the
+    data. Each model's schedule is recorded with its cells (`ood_cells`)."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items()
+                if k not in ("figures", "models", "held_out")}
     spec = config.spec
-    return {"config": settings, "schedules": schedules,
+    return {"config": settings,
             "data": content_hash(adata, [spec.context_key, spec.condition_key])}
 
 
@@ -369,47 +354,93 @@ OUTPUTS = ("config.json", RUN_FILE, "metrics.csv", "coverage.csv", "summary.md",
            "checkpoints", "figures", "predictions")
 
 
+def _split(adata: ad.AnnData, config: OODConfig, context: str) -> HoldOut:
+    """The context held out, the never-seen conditions removed from training, the HVGs of
+    the training pool kept."""
+    split = hold_out(adata, config.spec, context)
+    if config.held_out_conditions:
+        unseen = split.train.obs[config.spec.condition_key].astype(str).isin(
+            config.held_out_conditions).to_numpy()
+        split = dataclasses.replace(split, train=split.train[~unseen].copy())
+    return select_hvgs(split, config.n_top_genes)
+
+
 def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODResults:
     """Run the benchmark and write its outputs into `workdir` (see the module docstring).
 
     Everything is checked before anything is written (`check_run`); a workdir holding another
-    run (other data, configuration or schedule) is refused unless `overwrite`. `run.json`
-    records progress: a run stopped midway leaves the rows of its completed contexts, marked
-    partial there and in `summary.md`."""
+    table (other data or shared settings) is refused unless `overwrite`. The workdir's table
+    grows cell by cell, a cell being one (model, held-out context): a done cell whose model
+    resolves to the same schedule is read back, not trained again (`ood_cells`), and the
+    tables and summary cover every done cell. `run.json` records progress: a run stopped
+    midway keeps every finished cell, and its summary names the contexts missing."""
     workdir = Path(workdir)
     adata, contexts = check_run(config, workdir)
     fingerprint = run_fingerprint(config, adata)
     claim_workdir(workdir, fingerprint, OUTPUTS, overwrite)
+    schedules = model_schedules(config)
+    cells = Cells.read(workdir, schedules, overwrite)
     workdir.mkdir(parents=True, exist_ok=True)
     write_config(workdir, config)
-    write_record(workdir, fingerprint, [], contexts)
-    spec = config.spec
-    encoding = ConditionEncoding.from_adata(adata, spec)
-    scored, done, progress = Scored(), [], Progress(len(contexts))
+    encoding = ConditionEncoding.from_adata(adata, config.spec)
+    truths: dict[str, ContextTruth] = {}
+    scored, done = Scored(), []
+
+    def truth_of(context: str) -> ContextTruth:
+        if context not in truths:
+            truths[context] = truth = ContextTruth.build(_split(adata, config, context),
+                                                         config, encoding)
+            scored.add_context(context, truth.split.control.var_names,
+                               {c: r.response.response for c, r in truth.references.items()},
+                               truth.ceilings)
+        return truths[context]
+
+    def record(error: str | None = None) -> None:
+        write_record(workdir, fingerprint, done, contexts[len(done):], error, cells.record())
+
+    for context in cells.contexts():  # the table so far, read back
+        for model in cells.models(context):
+            scored.add(_done_cell(model, truth_of(context), config, cells, workdir)[0])
+    record()
+    models = [*FLOOR_REFERENCES, *(m for m in config.models if m not in FLOOR_REFERENCES)]
+    progress = Progress(len(contexts))
     try:
         for i, context in enumerate(contexts):
             logger.info("held-out context %s (%d/%d)%s", context, i + 1, len(contexts),
                         f", about {progress.left(i)} left" if i else "")
-            split = hold_out(adata, spec, context)
-            if config.held_out_conditions:
-                unseen = split.train.obs[spec.condition_key].astype(str).isin(
-                    config.held_out_conditions).to_numpy()
-                split = dataclasses.replace(split, train=split.train[~unseen].copy())
-            split = select_hvgs(split, config.n_top_genes)
-            scored.add(_evaluate_context(split, config, encoding, workdir))
+            truth = truth_of(context)
+            figures = {c: {} for c in truth.conditions}
+            for j, model in enumerate(models):
+                if cells.has(model, context):
+                    predictions = _done_cell(model, truth, config, cells, workdir)[1]
+                else:
+                    logger.info("held-out context %s: model %s (%d/%d)", context, model, j + 1,
+                                len(models))
+                    part, predictions = _new_cell(model, truth, config, encoding, workdir)
+                    scored.add(part)
+                    cells.add(model, context, schedules.get(model))
+                    table = scored.table()
+                    if not table.empty:  # a context's rows join once its floors are scored
+                        write_csv(workdir / "metrics.csv", table)
+                        record()
+                if model in config.models:
+                    _first_seed(model, truth, predictions, figures)
             done.append(context)
-            write_csv(workdir / "metrics.csv", scored.table())
             write_csv(workdir / "coverage.csv", scored.coverage())
-            write_record(workdir, fingerprint, done, contexts[len(done):])
+            record()
+            if config.figures:
+                write_context_figures(truth.split, truth.references, figures, workdir)
+            truths.pop(context)  # its real cells and PCA are no longer needed
     except BaseException as error:
-        write_record(workdir, fingerprint, done, contexts[len(done):],
-                     error=f"{type(error).__name__}: {error}")
-        if done:
-            write_text(workdir / "summary.md",
-                       summarise(scored.table(), scored.coverage(),
-                                 missing=contexts[len(done):])[1])
+        record(error=f"{type(error).__name__}: {error}")
+        table = scored.table()
+        if not table.empty:
+            write_text(workdir / "summary.md", summarise(table, scored.coverage(),
+                                                         missing=contexts[len(done):])[1])
         raise
     metrics, coverage = scored.table(), scored.coverage()
+    write_csv(workdir / "metrics.csv", metrics)
+    write_csv(workdir / "coverage.csv", coverage)
     ranking, summary = summarise(metrics, coverage)
     write_report(workdir, summary, {"ranking": ranking}, indexed={"ranking"})
     if config.figures:

@@ -33,7 +33,8 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def _normalised(fingerprint: dict) -> dict:
+def normalised(fingerprint: Any) -> Any:
+    """`fingerprint` as it reads back from JSON (keys sorted, tuples as lists)."""
     return json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
 
 
@@ -60,14 +61,14 @@ def claim_workdir(workdir: Path, fingerprint: dict, outputs: Sequence[str],
         return
     record = workdir / RUN_FILE
     saved = json.loads(record.read_text())["fingerprint"] if record.is_file() else None
-    if saved == _normalised(fingerprint):
+    if saved == normalised(fingerprint):
         return
     if overwrite:
         for name in present:
             path = workdir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         return
-    what = ("; ".join(differences(saved, _normalised(fingerprint))) if saved is not None
+    what = ("; ".join(differences(saved, normalised(fingerprint))) if saved is not None
             else f"it holds {present} but no {RUN_FILE} (written by an older version)")
     raise WorkdirMismatchError(
         f"workdir {workdir} holds another run ({what}); nothing was changed. Use a fresh "
@@ -75,10 +76,13 @@ def claim_workdir(workdir: Path, fingerprint: dict, outputs: Sequence[str],
 
 
 def write_record(workdir: Path, fingerprint: dict, done: Sequence[str],
-                 missing: Sequence[str], error: str | None = None) -> None:
+                 missing: Sequence[str], error: str | None = None,
+                 cells: dict | None = None) -> None:
     """`run.json`: the fingerprint and the progress (`complete`, or `partial` with the
-    contexts done and missing, and the error that stopped it, if any)."""
+    contexts done and missing, and the error that stopped it, if any), and the study's
+    record of its finished parts (`cells`), if it keeps one."""
     record = {"status": "partial" if missing or error else "complete",
               "done": list(done), "missing": list(missing), "error": error,
-              "fingerprint": _normalised(fingerprint)}
+              "fingerprint": normalised(fingerprint),
+              **({"cells": cells} if cells is not None else {})}
     write_text(workdir / RUN_FILE, json.dumps(record, indent=2) + "\n")

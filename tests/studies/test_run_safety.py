@@ -67,16 +67,29 @@ def test_a_rerun_on_changed_data_of_the_same_shape_is_refused_before_any_file_ch
     assert json.loads((workdir / RUN_FILE).read_text())["status"] == "complete"
 
 
-def test_other_epochs_on_a_finished_workdir_are_refused_and_config_json_kept(h5ad, tmp_path):
+def test_other_epochs_or_schedules_on_a_finished_workdir_are_refused(h5ad, tmp_path,
+                                                                     monkeypatch):
     path, workdir = h5ad(), tmp_path / "run"
     ood.run(_config(path), workdir)
     config_json = (workdir / "config.json").read_text()
     with pytest.raises(WorkdirMismatchError, match="config.epochs: 2 -> 3"):
         ood.run(_config(path, epochs=3), workdir)
     assert (workdir / "config.json").read_text() == config_json
-    # the same run again resumes from its checkpoints and agrees with itself
+    # the same run again reads its cells back and agrees with itself
     again = ood.run(_config(path), workdir)
     assert (again.metrics["epochs_run"].dropna() == 2).all()
+    # a model whose schedule now resolves differently (a new version) is refused by name
+    schedules = ood.model_schedules
+
+    def other_patience(config):
+        changed = schedules(config)
+        changed["mtae"]["train"]["patience"] = 1
+        return changed
+
+    monkeypatch.setattr(ood, "model_schedules", other_patience)
+    with pytest.raises(WorkdirMismatchError, match=r"model 'mtae' now resolves to another "
+                                                   r"schedule \(train.patience"):
+        ood.run(_config(path), workdir)
 
 
 def test_a_training_pool_without_perturbed_cells_is_refused(h5ad, tiny_adata):
@@ -144,14 +157,14 @@ def test_a_workdir_that_is_a_file_is_refused(h5ad, tmp_path):
 
 def test_a_run_stopped_midway_keeps_its_done_contexts_marked_partial(h5ad, tmp_path,
                                                                     monkeypatch):
-    evaluate = ood._evaluate_context
+    new_cell = ood._new_cell
 
-    def fails_on_type_1(split, *args):
-        if split.context == "type_1":
+    def fails_on_type_1(model, truth, *args):
+        if truth.split.context == "type_1":
             raise KeyboardInterrupt
-        return evaluate(split, *args)
+        return new_cell(model, truth, *args)
 
-    monkeypatch.setattr(ood, "_evaluate_context", fails_on_type_1)
+    monkeypatch.setattr(ood, "_new_cell", fails_on_type_1)
     workdir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         ood.run(_config(h5ad(), held_out=("type_0", "type_1", "type_2")), workdir)
@@ -166,7 +179,7 @@ def test_a_run_killed_in_its_first_context_resumes_on_the_same_command(h5ad, tmp
                                                                        monkeypatch):
     path, workdir = h5ad(), tmp_path / "run"
     with monkeypatch.context() as patch:
-        patch.setattr(ood, "_evaluate_context", lambda *args: (_ for _ in ()).throw(
+        patch.setattr(ood, "_new_cell", lambda *args: (_ for _ in ()).throw(
             KeyboardInterrupt()))
         with pytest.raises(KeyboardInterrupt):
             ood.run(_config(path), workdir)
@@ -211,3 +224,50 @@ def test_the_launcher_prints_input_errors_in_a_line_and_exits_2(h5ad, tiny_adata
     verbose = _launch("--seeds", "abc", "--verbose", "--workdir", str(tmp_path / "run"))
     assert verbose.returncode != 0 and "Traceback" in verbose.stderr
     assert "'abc' is not an integer seed" in verbose.stderr
+
+
+def _deterministic(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The table without its timings, in a fixed row order."""
+    timings = [c for c in metrics.columns if c.endswith("_seconds")]
+    return (metrics.drop(columns=timings).sort_values(["context", "model", "seed"])
+            .reset_index(drop=True))
+
+
+def test_a_stopped_table_continues_from_its_last_finished_cell(h5ad, tmp_path, monkeypatch):
+    config = _config(h5ad(), held_out=("type_0", "type_1"), models=("linear",))
+    new_cell, trained = ood._new_cell, []
+
+    def stops_at_type_1_linear(model, truth, *args):
+        if (model, truth.split.context) == ("linear", "type_1"):
+            raise KeyboardInterrupt
+        trained.append((model, truth.split.context))
+        return new_cell(model, truth, *args)
+
+    workdir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(ood, "_new_cell", stops_at_type_1_linear)
+        with pytest.raises(KeyboardInterrupt):
+            ood.run(config, workdir)
+    assert ("control", "type_1") in trained  # the cells before the stop are kept ...
+    trained.clear()
+    monkeypatch.setattr(ood, "_new_cell", lambda model, truth, *args: (
+        trained.append((model, truth.split.context)), new_cell(model, truth, *args))[1])
+    resumed = ood.run(config, workdir)
+    assert trained == [("linear", "type_1")]  # ... and only the stopped one is run again
+    scratch = ood.run(config, tmp_path / "scratch")
+    pd.testing.assert_frame_equal(_deterministic(resumed.metrics),
+                                  _deterministic(scratch.metrics))
+    pd.testing.assert_frame_equal(resumed.coverage, scratch.coverage)
+
+
+def test_a_table_grows_by_models_and_contexts_run_apart(h5ad, tmp_path):
+    path, workdir = h5ad(), tmp_path / "run"
+    ood.run(_config(path, models=("linear",), held_out=("type_0",)), workdir)
+    ood.run(_config(path, models=("control",), held_out=("type_1",)), workdir)
+    grown = ood.run(_config(path, models=("linear",), held_out=("type_1",)), workdir)
+    together = ood.run(_config(path, models=("linear",), held_out=("type_0", "type_1")),
+                       tmp_path / "together")
+    pd.testing.assert_frame_equal(_deterministic(grown.metrics),
+                                  _deterministic(together.metrics))
+    record = json.loads((workdir / RUN_FILE).read_text())
+    assert record["cells"]["linear"]["contexts"] == ["type_0", "type_1"]
