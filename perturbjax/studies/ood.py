@@ -51,7 +51,13 @@ from perturbjax.progress import Progress
 from perturbjax.studies.ood_cells import Cells
 from perturbjax.studies.ood_checks import config_problems, data_problems
 from perturbjax.studies.ood_data import load_data
-from perturbjax.studies.ood_predictions import read_predictions, write_predictions
+from perturbjax.studies.ood_predictions import (
+    read_predictions,
+    read_responses,
+    row_key,
+    write_predictions,
+    write_responses,
+)
 from perturbjax.studies.ood_report import (
     NEAREST,
     summarise,
@@ -228,8 +234,8 @@ class ContextTruth:
                        if c in self.nearest]
 
 
-def _prediction_file(workdir: Path, model: str, context: str) -> Path:
-    return workdir / "predictions" / model / f"{context}.h5ad"
+def _cell_file(workdir: Path, folder: str, model: str, context: str, suffix: str) -> Path:
+    return workdir / folder / model / f"{context}{suffix}"
 
 
 def _score(model: str, truth: ContextTruth, predictions: Predictions, runs: RunRecords
@@ -255,40 +261,51 @@ def _score(model: str, truth: ContextTruth, predictions: Predictions, runs: RunR
 
 def _new_cell(model: str, truth: ContextTruth, config: OODConfig,
               encoding: ConditionEncoding, workdir: Path) -> tuple[Scored, Predictions]:
-    """Train (a learned model) and predict one cell, write its predictions file and score
-    what is read back from it."""
+    """Train (a learned model) and predict one cell, write its predictions file, score what
+    is read back from it and keep each row's predicted response."""
     split = truth.split
     decoded = sorted({d for _, _, d in truth.plan(model)})
     if model in REFERENCES:
         predictions, runs = _predict_reference(model, split, config, decoded)
     else:
         predictions, runs = _predict_learned(model, split, config, encoding, decoded, workdir)
-    saved = _prediction_file(workdir, model, split.context)
+    saved = _cell_file(workdir, "predictions", model, split.context, ".h5ad")
     write_predictions(saved, split.control, config.spec.condition_key, model, predictions, runs)
     predictions = read_predictions(saved, config.spec.condition_key, runs)
-    return _score(model, truth, predictions, runs), predictions
+    part = _score(model, truth, predictions, runs)
+    write_responses(_cell_file(workdir, "responses", model, split.context, ".npz"),
+                    [row_key(r["model"], r["condition"], r["seed"]) for r in part.rows],
+                    part.predicted)
+    return part, predictions
 
 
-def _done_cell(model: str, truth: ContextTruth, config: OODConfig, cells: Cells,
-               workdir: Path) -> tuple[Scored, Predictions]:
-    """A cell the workdir holds: its stored rows, with its predicted responses recomputed
-    from its predictions file."""
-    rows = cells.rows_of(model, truth.split.context)
-    for row in rows:
-        row["seed"] = None if pd.isna(row["seed"]) else int(row["seed"])
-    runs: RunRecords = {}
-    for row in rows:
-        seeds = runs.setdefault(row["decoded_as"], [])
-        if {"seed": row["seed"]} not in seeds:
-            seeds.append({"seed": row["seed"]})
-    predictions = read_predictions(_prediction_file(workdir, model, truth.split.context),
-                                   config.spec.condition_key, runs)
+def _seed(value: object) -> int | None:
+    return None if pd.isna(value) else int(value)
+
+
+def _done_cell(model: str, context: str, cells: Cells, workdir: Path) -> Scored:
+    """A cell the workdir holds: its stored rows and their predicted responses."""
+    rows = cells.rows_of(model, context)
+    responses = read_responses(_cell_file(workdir, "responses", model, context, ".npz"))
     part = Scored(rows=rows)
     for row in rows:
-        pred = predictions[row["decoded_as"]][runs[row["decoded_as"]].index({"seed": row["seed"]})]
-        control_mean = truth.references[row["condition"]].response.control_mean
-        part.predicted.append(mean_response(pred, control_mean))
-    return part, predictions
+        row["seed"] = _seed(row["seed"])
+        part.predicted.append(responses[row_key(row["model"], row["condition"], row["seed"])])
+    return part
+
+
+def _saved_predictions(model: str, truth: ContextTruth, config: OODConfig, cells: Cells,
+                       workdir: Path) -> Predictions | None:
+    """A done cell's predictions, read from its file if the workdir still has it."""
+    path = _cell_file(workdir, "predictions", model, truth.split.context, ".h5ad")
+    if not path.is_file():
+        return None
+    runs: RunRecords = {}
+    for row in cells.rows_of(model, truth.split.context):
+        seeds = runs.setdefault(row["decoded_as"], [])
+        if {"seed": _seed(row["seed"])} not in seeds:
+            seeds.append({"seed": _seed(row["seed"])})
+    return read_predictions(path, config.spec.condition_key, runs)
 
 
 def _first_seed(model: str, truth: ContextTruth, predictions: Predictions,
@@ -351,7 +368,7 @@ def check_run(config: OODConfig, workdir: Path) -> tuple[ad.AnnData, list[str]]:
 
 
 OUTPUTS = ("config.json", RUN_FILE, "metrics.csv", "coverage.csv", "summary.md", "ranking.csv",
-           "checkpoints", "figures", "predictions")
+           "checkpoints", "figures", "predictions", "responses")
 
 
 def _split(adata: ad.AnnData, config: OODConfig, context: str) -> HoldOut:
@@ -400,7 +417,8 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
 
     for context in cells.contexts():  # the table so far, read back
         for model in cells.models(context):
-            scored.add(_done_cell(model, truth_of(context), config, cells, workdir)[0])
+            truth_of(context)
+            scored.add(_done_cell(model, context, cells, workdir))
     record()
     models = [*FLOOR_REFERENCES, *(m for m in config.models if m not in FLOOR_REFERENCES)]
     progress = Progress(len(contexts))
@@ -412,7 +430,7 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
             figures = {c: {} for c in truth.conditions}
             for j, model in enumerate(models):
                 if cells.has(model, context):
-                    predictions = _done_cell(model, truth, config, cells, workdir)[1]
+                    predictions = _saved_predictions(model, truth, config, cells, workdir)
                 else:
                     logger.info("held-out context %s: model %s (%d/%d)", context, model, j + 1,
                                 len(models))
@@ -423,7 +441,7 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
                     if not table.empty:  # a context's rows join once its floors are scored
                         write_csv(workdir / "metrics.csv", table)
                         record()
-                if model in config.models:
+                if model in config.models and predictions is not None:
                     _first_seed(model, truth, predictions, figures)
             done.append(context)
             write_csv(workdir / "coverage.csv", scored.coverage())

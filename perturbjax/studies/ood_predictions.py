@@ -4,10 +4,15 @@ One AnnData per (model, held-out context): the context's control cells once per 
 condition (obs `condition`, `perturbjax_prediction`), `X` the mean over seeds, each seed's
 prediction in `layers["member_<seed>"]` (a reference, which has no seed, in
 `layers["member_reference"]`). The study scores what it reads back from these files.
+
+Beside each, `responses/<model>/<context>.npz` keeps the predicted mean response of each of
+the cell's rows (float64, a few hundred kB): what the scores across contexts need when a
+finished cell is read back, small enough to commit with the table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
@@ -50,3 +55,22 @@ def read_predictions(path: Path, condition_key: str, runs: dict[str, list[dict]]
     return {c: [np.asarray(saved.layers[_member(run["seed"])][condition == c])
                 for run in seed_runs]
             for c, seed_runs in runs.items()}
+
+
+def row_key(name: str, condition: str, seed: int | None) -> str:
+    """How a row of the table is named in a responses file."""
+    return f"{name}|{condition}|{'none' if seed is None else seed}"
+
+
+def write_responses(path: Path, keys: Sequence[str], responses: Sequence[np.ndarray]) -> None:
+    """One predicted response (genes) per row key."""
+    with atomic_target(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, keys=np.asarray(keys, dtype=str),
+                            responses=np.stack([np.asarray(r, np.float64) for r in responses]))
+
+
+def read_responses(path: Path) -> dict[str, np.ndarray]:
+    """The row key -> predicted response map of a file written by `write_responses`."""
+    with np.load(path) as saved:
+        return dict(zip(saved["keys"].tolist(), saved["responses"], strict=True))
+
