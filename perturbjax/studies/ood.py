@@ -19,7 +19,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import anndata as ad
 import numpy as np
@@ -152,6 +154,20 @@ Predictions = dict[str, list[np.ndarray]]  # condition -> one (cells x genes) ar
 RunRecords = dict[str, list[dict]]  # condition -> per seed: the fit's bookkeeping (epochs, seconds)
 
 
+class ExternalModel(Protocol):
+    """A model trained outside this package (a peer in its own environment) and scored on the
+    same protocol: same training pools, held-out contexts, seeds and metrics. Its cells are
+    recorded with `schedule`, what its predictions depend on."""
+
+    schedule: dict
+
+    def predict(self, split: HoldOut, spec: PerturbationSpec, conditions: list[str],
+                seeds: tuple[int, ...]) -> tuple[Predictions, RunRecords]:
+        """Train on `split.train` and predict `split.control` under each condition, once per
+        seed; each seed's bookkeeping dict has at least `seed`."""
+        ...
+
+
 def _predict_reference(model: str, split: HoldOut, config: OODConfig,
                        conditions: list[str]) -> tuple[Predictions, RunRecords]:
     """A deterministic reference: one prediction per condition, no seed."""
@@ -260,12 +276,15 @@ def _score(model: str, truth: ContextTruth, predictions: Predictions, runs: RunR
 
 
 def _new_cell(model: str, truth: ContextTruth, config: OODConfig,
-              encoding: ConditionEncoding, workdir: Path) -> tuple[Scored, Predictions]:
-    """Train (a learned model) and predict one cell, write its predictions file, score what
-    is read back from it and keep each row's predicted response."""
+              encoding: ConditionEncoding, workdir: Path,
+              external: Mapping[str, ExternalModel]) -> tuple[Scored, Predictions]:
+    """Train (a learned or external model) and predict one cell, write its predictions file,
+    score what is read back from it and keep each row's predicted response."""
     split = truth.split
     decoded = sorted({d for _, _, d in truth.plan(model)})
-    if model in REFERENCES:
+    if model in external:
+        predictions, runs = external[model].predict(split, config.spec, decoded, config.seeds)
+    elif model in REFERENCES:
         predictions, runs = _predict_reference(model, split, config, decoded)
     else:
         predictions, runs = _predict_learned(model, split, config, encoding, decoded, workdir)
@@ -321,11 +340,13 @@ def _batching(config: OODConfig) -> dict[str, Batching]:
             for model in config.models if model in LEARNED}
 
 
-def model_schedules(config: OODConfig) -> dict[str, dict | None]:
-    """Each model's resolved configuration and training schedule (None: a reference)."""
+def model_schedules(config: OODConfig, external: Mapping[str, ExternalModel] | None = None
+                    ) -> dict[str, dict | None]:
+    """Each model's resolved configuration and training schedule (None: a reference; an
+    external model's own `schedule`)."""
     schedules = {}
     for model in config.models:
-        schedules[model] = None
+        schedules[model] = external[model].schedule if model in (external or {}) else None
         if model in LEARNED:
             model_config, train_config = LEARNED[model].configured(fit_settings(config))
             schedules[model] = {"model": dataclasses.asdict(model_config),
@@ -344,14 +365,15 @@ def run_fingerprint(config: OODConfig, adata: ad.AnnData) -> dict:
             "data": content_hash(adata, [spec.context_key, spec.condition_key])}
 
 
-def check_run(config: OODConfig, workdir: Path) -> tuple[ad.AnnData, list[str]]:
+def check_run(config: OODConfig, workdir: Path, external: Collection[str] = ()
+              ) -> tuple[ad.AnnData, list[str]]:
     """The validation pass: every problem of the settings (before the data loads), then of
     the data, raised together as one `RunValidationError`. Returns the data, log-normalised,
     and the contexts to hold out."""
     problems = config_problems(config.seeds, config.epochs, config.n_top_genes,
                                config.checkpoint_every, workdir)
     try:
-        check_model_names(config.models)
+        check_model_names([m for m in config.models if m not in external])
     except ValueError as error:
         problems.append(str(error))
     if problems:
@@ -382,7 +404,8 @@ def _split(adata: ad.AnnData, config: OODConfig, context: str) -> HoldOut:
     return select_hvgs(split, config.n_top_genes)
 
 
-def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODResults:
+def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
+        external: Mapping[str, ExternalModel] | None = None) -> OODResults:
     """Run the benchmark and write its outputs into `workdir` (see the module docstring).
 
     Everything is checked before anything is written (`check_run`); a workdir holding another
@@ -390,12 +413,13 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
     grows cell by cell, a cell being one (model, held-out context): a done cell whose model
     resolves to the same schedule is read back, not trained again (`ood_cells`), and the
     tables and summary cover every done cell. `run.json` records progress: a run stopped
-    midway keeps every finished cell, and its summary names the contexts missing."""
-    workdir = Path(workdir)
-    adata, contexts = check_run(config, workdir)
+    midway keeps every finished cell, and its summary names the contexts missing. Models
+    named in `external` are trained by their own `predict` (`ExternalModel`)."""
+    workdir, external = Path(workdir), dict(external or {})
+    adata, contexts = check_run(config, workdir, external)
     fingerprint = run_fingerprint(config, adata)
     claim_workdir(workdir, fingerprint, OUTPUTS, overwrite)
-    schedules = model_schedules(config)
+    schedules = model_schedules(config, external)
     cells = Cells.read(workdir, schedules, overwrite)
     workdir.mkdir(parents=True, exist_ok=True)
     write_config(workdir, config)
@@ -434,7 +458,8 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False) -> OODR
                 else:
                     logger.info("held-out context %s: model %s (%d/%d)", context, model, j + 1,
                                 len(models))
-                    part, predictions = _new_cell(model, truth, config, encoding, workdir)
+                    part, predictions = _new_cell(model, truth, config, encoding, workdir,
+                                                  external)
                     scored.add(part)
                     cells.add(model, context, schedules.get(model))
                     table = scored.table()

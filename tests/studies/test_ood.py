@@ -1,4 +1,5 @@
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,37 @@ def test_coverage_is_scored_per_context_on_the_other_contexts_and_their_common_g
     assert set(results.coverage["model"]) == {"linear", *ood.FLOOR_REFERENCES}
     assert "## Conformal intervals of the mean response" in results.summary
     assert "needs K ≥ [9]" in results.summary  # 4 calibration contexts: no finite 90% interval
+
+
+@dataclasses.dataclass
+class ShiftPeer:
+    """An external model: the held-out control cells plus a fixed shift of the first gene."""
+
+    schedule = {"shift": 1.0}
+    calls: list = dataclasses.field(default_factory=list)
+
+    def predict(self, split, spec, conditions, seeds):
+        self.calls.append(split.context)
+        shifted = np.asarray(split.control.X, np.float32).copy()
+        shifted[:, 0] += 1.0
+        return ({c: [shifted + s for s in range(len(seeds))] for c in conditions},
+                {c: [{"seed": s} for s in seeds] for c in conditions})
+
+
+def test_an_external_model_is_scored_as_a_cell_of_the_table_and_read_back(tmp_path):
+    peer = ShiftPeer()
+    config = dataclasses.replace(TINY_STUDY, models=("peer",), figures=False)
+    results = ood.run(config, tmp_path, external={"peer": peer})
+    rows = results.metrics.query("model == 'peer'")
+    assert rows["seed"].tolist() == [1, 2] and peer.calls == ["type_0"]
+    assert json.loads((tmp_path / "run.json").read_text())["cells"]["peer"]["schedule"] == {
+        "shift": 1.0}
+    again = ood.run(config, tmp_path, external={"peer": peer})
+    assert peer.calls == ["type_0"]  # read back, not predicted again
+    pd.testing.assert_frame_equal(again.metrics.drop(columns=["scoring_seconds"]),
+                                  results.metrics.drop(columns=["scoring_seconds"]))
+    with pytest.raises(ValueError, match=r"unknown models \['peer'\]"):
+        ood.run(config, tmp_path / "other")  # without its predictor the name is unknown
 
 
 def test_unknown_model_name_is_refused(tmp_path):
