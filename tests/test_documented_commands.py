@@ -219,6 +219,9 @@ HOW_TO_RUN: dict[str, Run] = {
     "python benchmarks/linear_speed.py": Run(cheaper="--skip-sklearn-lasso", slow=True),
     "python benchmarks/grid_speed.py": Run(cheaper="--points 4 --epochs-scale 0.02", slow=True),
     "python benchmarks/perturbx_speed.py": Run(cheaper="--epochs 2", slow=True),
+    "python benchmarks/conformal_coverage.py": Run(
+        cheaper="--types 6 --train_types 4 --epochs 2 --models mtae --results runs/coverage",
+        slow=True, outputs=("runs/coverage/synthetic_coverage.md",)),
     "python benchmarks/ot_speed.py": Run(cheaper="--sizes 300", slow=True, peer="ot"),
     # the same command as docs/ood_benchmark.md and the benchmark's docstring spell it
     **dict.fromkeys(

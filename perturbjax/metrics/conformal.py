@@ -82,7 +82,10 @@ def leave_one_context_out(predicted: Mapping[str, np.ndarray], real: Mapping[str
     c per gene, each context's prediction made without its perturbed cells (the benchmark's
     leave-one-out fits); `members[c]`: the seeds' predicted responses (seeds x genes), for the
     uncalibrated spread. The residuals of the N contexts are then exchangeable, so each row's
-    coverage has the guarantee of the module docstring with N - 1 calibration contexts. One
+    coverage has the guarantee of the module docstring with N - 1 calibration contexts. But
+    the mean over the N rows of a level is ceil(level N) / N by construction (each gene is
+    covered on exactly that many contexts, whatever the residuals): only the spread across
+    contexts is evidence, a context covered far less than the others being unlike them. One
     row per (context, level)."""
     contexts = sorted(predicted)
     residuals = {c: np.abs(np.asarray(real[c], np.float64) - predicted[c]) for c in contexts}

@@ -94,8 +94,10 @@ def coverage_section(coverage: pd.DataFrame, order: Sequence[str]) -> list[str]:
         return []
     columns = [c for c in ("coverage", "mean_width", "seed_spread_coverage",
                            "seed_spread_mean_width") if c in coverage]
+    lowest = coverage.groupby(["model", "level"], sort=False)["coverage"].min()
     table = mean_sd_table(coverage.assign(level=coverage["level"].map("{:.0%}".format)),
                           ["model", "level"], columns)
+    table.insert(1, "lowest_coverage", [f"{v:.3f}" for v in lowest.to_numpy()])
     models = [*order, *sorted(set(coverage["model"]) - set(order))]
     table = table.loc[[key for m in models for key in table.index if key[0] == m]]
     fewest = {f"{level:.0%}": fewest_contexts(level) for level in sorted(coverage["level"])}
@@ -106,8 +108,12 @@ def coverage_section(coverage: pd.DataFrame, order: Sequence[str]) -> list[str]:
         "Per gene, d_P ± the ceil(level (K+1))-th smallest absolute residual |d_R - d_P| of "
         f"the same gene on the K = {calibrating} other held-out contexts (their leave-one-out "
         "predictions). `coverage` is the share of genes whose real response lies inside; if "
-        "the contexts are exchangeable its expectation is at least the level. The seed "
-        "spread (d_P ± z sd over seeds) is NOT calibrated and is shown for comparison."
+        "the contexts are exchangeable its expectation is at least the level on each "
+        "context. Its mean over the table's contexts is fixed by construction (each gene is "
+        "covered on exactly ceil(level N) of the N contexts), so only its spread across "
+        "contexts is evidence: a context covered far less than the others is unlike them. "
+        "The seed spread (d_P ± z sd over seeds) is NOT calibrated and is shown for "
+        "comparison."
         + (f" With K = {calibrating}, no finite interval has the guarantee at {short} (it "
            f"needs K ≥ {[fewest[level] for level in short]}): those widths are infinite and "
            "their coverage is 1 by construction." if short else ""),
