@@ -229,10 +229,13 @@ HOW_TO_RUN: dict[str, Run] = {
          "python benchmarks/peer_scgen.py --peer_python /path/to/peer-venv/bin/python"],
         Run(cheaper="--epochs 1 --held_out B", slow=True, needs=KANG, peer=PEER_PYTHON,
             outputs=("results/peer_scgen/report_fixed_1.md",))),
-    "python benchmarks/peer_cellflow.py --peer_python /path/to/cellflow-venv/bin/python": Run(
-        cheaper="--held_out B --seeds 1 --iterations 20 --workdir runs/cellflow_check",
-        slow=True, needs=KANG, peer=CELLFLOW_PEER_PYTHON,
-        outputs=("runs/cellflow_check/metrics.csv",)),
+    **dict.fromkeys(
+        ["python benchmarks/peer_cellflow.py --peer_python /path/to/cellflow-venv/bin/python",
+         "python benchmarks/peer_cellflow.py --peer_python ../cellflow-venv/bin/python "
+         "--workdir runs/kang_valid"],
+        Run(cheaper="--held_out B --seeds 1 --iterations 20 --workdir runs/cellflow_check",
+            slow=True, needs=KANG, peer=CELLFLOW_PEER_PYTHON,
+            outputs=("runs/cellflow_check/metrics.csv",))),
     "python benchmarks/metric_speed.py --peer_python /path/to/metrics-peer-venv/bin/python": Run(
         cheaper="--sizes 300 --repeats 1 --epochs 1", slow=True, needs=KANG,
         peer=METRICS_PEER_PYTHON, outputs=("results/metric_speed/report.md",)),
