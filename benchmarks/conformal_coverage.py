@@ -34,6 +34,7 @@ import perturbjax
 from perturbjax.data import SyntheticConfig, make_perturbation_data
 from perturbjax.files import write_csv, write_text
 from perturbjax.metrics.conformal import LEVELS, calibration_rank, interval_scores
+from perturbjax.models.trained import interval_columns
 from perturbjax.studies.report import markdown_table, mean_sd_table
 
 SYNTHETIC = SyntheticConfig(n_types=18, cells_per_group=100)
@@ -57,8 +58,7 @@ def coverage_rows(adata, model: str, train_types: int, seeds: tuple[int, ...],
         real = np.asarray(cells.X[stimulated]).mean(axis=0) - np.asarray(control.X).mean(axis=0)
         for level in LEVELS:
             var = fitted.predict(control, "stimulated", level=level).var
-            tag = round(100 * level)
-            half = (var[f"response_upper_{tag}"] - var["predicted_response"]).to_numpy()
+            half = (var[interval_columns(level)[1]] - var["predicted_response"]).to_numpy()
             spread = var["response_seed_sd_uncalibrated"].to_numpy() * _z(level)
             rows.append({
                 "model": model, "context": context, "level": level,

@@ -53,6 +53,12 @@ DESCRIPTION = "perturbjax_model.json"
 FORMAT = 1
 
 
+def interval_columns(level: float) -> tuple[str, str]:
+    """The `var` columns of the interval at `level`: ('response_lower_90', ...) at 0.9."""
+    percent = f"{100 * level:.10g}"
+    return f"response_lower_{percent}", f"response_upper_{percent}"
+
+
 def input_kind(adata: ad.AnnData) -> str:
     """'counts' when X holds only non-negative integers, else 'log-normalised'."""
     return "counts" if non_count_example(adata.X) is None else "log-normalised"
@@ -133,9 +139,9 @@ class TrainedModel:
                             "cells, so none could be predicted without them"}
         residuals = self.calibration[condition]
         half = half_widths(residuals.to_numpy(), level)
-        tag = f"{round(100 * level)}"
-        var[f"response_lower_{tag}"] = var["predicted_response"] - half
-        var[f"response_upper_{tag}"] = var["predicted_response"] + half
+        lower, upper = interval_columns(level)
+        var[lower] = var["predicted_response"] - half
+        var[upper] = var["predicted_response"] + half
         needed = fewest_contexts(level)
         return {"kind": "split-conformal per gene, training contexts as exchangeable units",
                 "level": level, "calibration_contexts": list(residuals.index),
