@@ -393,6 +393,15 @@ OUTPUTS = ("config.json", RUN_FILE, "metrics.csv", "coverage.csv", "summary.md",
            "checkpoints", "figures", "predictions", "responses")
 
 
+def _table_config(config: OODConfig, cells: Cells) -> OODConfig:
+    """The configuration of the whole table (`config.json`): this invocation's settings, with
+    every model and held-out context of the workdir's cells and of this invocation."""
+    models = tuple(dict.fromkeys([*cells.done, *config.models]))
+    contexts = tuple(dict.fromkeys([*cells.contexts(), *config.held_out]))
+    return dataclasses.replace(config, models=models,
+                               held_out=contexts if config.held_out else ())
+
+
 def _split(adata: ad.AnnData, config: OODConfig, context: str) -> HoldOut:
     """The context held out, the never-seen conditions removed from training, the HVGs of
     the training pool kept."""
@@ -422,7 +431,7 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
     schedules = model_schedules(config, external)
     cells = Cells.read(workdir, schedules, overwrite)
     workdir.mkdir(parents=True, exist_ok=True)
-    write_config(workdir, config)
+    write_config(workdir, _table_config(config, cells))
     encoding = ConditionEncoding.from_adata(adata, config.spec)
     truths: dict[str, ContextTruth] = {}
     scored, done = Scored(), []
@@ -482,6 +491,7 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
                                                          missing=contexts[len(done):])[1])
         raise
     metrics, coverage = scored.table(), scored.coverage()
+    write_config(workdir, _table_config(config, cells))
     write_csv(workdir / "metrics.csv", metrics)
     write_csv(workdir / "coverage.csv", coverage)
     ranking, summary = summarise(metrics, coverage)

@@ -82,8 +82,8 @@ def test_other_epochs_or_schedules_on_a_finished_workdir_are_refused(h5ad, tmp_p
     # a model whose schedule now resolves differently (a new version) is refused by name
     schedules = ood.model_schedules
 
-    def other_patience(config):
-        changed = schedules(config)
+    def other_patience(config, external):
+        changed = schedules(config, external)
         changed["mtae"]["train"]["patience"] = 1
         return changed
 
