@@ -357,9 +357,10 @@ def model_schedules(config: OODConfig, external: Mapping[str, ExternalModel] | N
 def run_fingerprint(config: OODConfig, adata: ad.AnnData) -> dict:
     """What a workdir's table depends on: the settings every cell shares (the models, the
     held-out contexts and the figures aside: a table grows by both) and the content of the
-    data. Each model's schedule is recorded with its cells (`ood_cells`)."""
+    data (not the path's spelling). Each model's schedule is recorded with its cells
+    (`ood_cells`)."""
     settings = {k: v for k, v in dataclasses.asdict(config).items()
-                if k not in ("figures", "models", "held_out")}
+                if k not in ("figures", "models", "held_out", "data")}
     spec = config.spec
     return {"config": settings,
             "data": content_hash(adata, [spec.context_key, spec.condition_key])}
