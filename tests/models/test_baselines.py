@@ -141,6 +141,7 @@ def test_vidr_multi_recovers_the_dose_curve_at_doses_it_did_not_fit():
     assert np.max(np.abs(np.subtract(real, predicted))) < 0.25, (real, predicted)
 
 
+@pytest.mark.slow  # 70 s on 2 cores; their steps are tested below, the benchmark path by others
 def test_the_adversarial_baselines_train_predict_and_are_ranked_in_the_benchmark(tmp_path):
     # scGen and scVIDR go through the same path in the multi-dose test below. scPreGAN's
     # iteration takes 6 x 64 rows, so each domain needs that many training cells.
