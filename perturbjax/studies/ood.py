@@ -298,17 +298,12 @@ def _new_cell(model: str, truth: ContextTruth, config: OODConfig,
     return part, predictions
 
 
-def _seed(value: object) -> int | None:
-    return None if pd.isna(value) else int(value)
-
-
 def _done_cell(model: str, context: str, cells: Cells, workdir: Path) -> Scored:
     """A cell the workdir holds: its stored rows and their predicted responses."""
     rows = cells.rows_of(model, context)
     responses = read_responses(_cell_file(workdir, "responses", model, context, ".npz"))
     part = Scored(rows=rows)
     for row in rows:
-        row["seed"] = _seed(row["seed"])
         part.predicted.append(responses[row_key(row["model"], row["condition"], row["seed"])])
     return part
 
@@ -322,8 +317,8 @@ def _saved_predictions(model: str, truth: ContextTruth, config: OODConfig, cells
     runs: RunRecords = {}
     for row in cells.rows_of(model, truth.split.context):
         seeds = runs.setdefault(row["decoded_as"], [])
-        if {"seed": _seed(row["seed"])} not in seeds:
-            seeds.append({"seed": _seed(row["seed"])})
+        if {"seed": row["seed"]} not in seeds:
+            seeds.append({"seed": row["seed"]})
     return read_predictions(path, config.spec.condition_key, runs)
 
 
@@ -463,8 +458,9 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
             truth = truth_of(context)
             figures = {c: {} for c in truth.conditions}
             for j, model in enumerate(models):
-                if cells.has(model, context):
-                    predictions = _saved_predictions(model, truth, config, cells, workdir)
+                if cells.has(model, context):  # its file is read only for the figures
+                    predictions = (_saved_predictions(model, truth, config, cells, workdir)
+                                   if config.figures and model in config.models else None)
                 else:
                     logger.info("held-out context %s: model %s (%d/%d)", context, model, j + 1,
                                 len(models))

@@ -42,8 +42,9 @@ class Cells:
         if not record.is_file() or not table.is_file():
             return cls()
         recorded = json.loads(record.read_text()).get("cells", {})
-        rows = pd.read_csv(table, dtype={"model": str, "context": str, "condition": str,
-                                         "decoded_as": str})
+        rows = pd.read_csv(table, float_precision="round_trip",
+                           dtype={"model": str, "context": str, "condition": str,
+                                  "decoded_as": str})
         cells = cls()
         for model, cell in recorded.items():
             if model in schedules and cell["schedule"] != normalised(schedules[model]):
@@ -77,12 +78,14 @@ class Cells:
         return [m for m, contexts in self.done.items() if context in contexts]
 
     def rows_of(self, model: str, context: str) -> list[dict]:
-        """The stored rows of a done cell (a model's `@nearest` rows included)."""
+        """The stored rows of a done cell (a model's `@nearest` rows included), each seed an
+        int or None (a reference) as when it was scored."""
         if self.rows.empty:
             return []
         base = self.rows["model"].str.split("@").str[0]
         part = self.rows[(base == model) & (self.rows["context"] == context)]
-        return part.to_dict("records")
+        return [row | {"seed": None if pd.isna(row["seed"]) else int(row["seed"])}
+                for row in part.to_dict("records")]
 
     def add(self, model: str, context: str, schedule: Any) -> None:
         self.schedules[model] = normalised(schedule)

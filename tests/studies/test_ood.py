@@ -135,7 +135,8 @@ def test_an_external_model_is_scored_as_a_cell_of_the_table_and_read_back(tmp_pa
     again = ood.run(config, tmp_path, external={"peer": peer})
     assert peer.calls == ["type_0"]  # read back, not predicted again
     pd.testing.assert_frame_equal(again.metrics.drop(columns=["scoring_seconds"]),
-                                  results.metrics.drop(columns=["scoring_seconds"]))
+                                  results.metrics.drop(columns=["scoring_seconds"]),
+                                  check_exact=True)
     with pytest.raises(ValueError, match=r"unknown models \['peer'\]"):
         ood.run(config, tmp_path / "other")  # without its predictor the name is unknown
 
