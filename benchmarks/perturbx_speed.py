@@ -58,14 +58,14 @@ def seconds_per_epoch(trainer: Trainer, bags: BagData, folds: Folds, seeds, shar
     """(median compiled seconds per epoch, XLA flops per epoch) of one program."""
     table = bags.table()
     state = trainer.init(seeds, table, shared, folds)
-    member_folds = folds.per_member(len(seeds))
+    member_folds = folds.per_member(len(seeds), trainer.config.batch_size)
     flops = trainer.cost_per_epoch(state, table, table, shared, folds)
-    state = trainer.run_epoch(state, table, table, 0, shared, member_folds)
+    state = trainer.run_epoch(state, table, table, 0, shared, member_folds, folds)
     jax.block_until_ready(state)
     times = []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        state = trainer.run_epoch(state, table, table, epoch, shared, member_folds)
+        state = trainer.run_epoch(state, table, table, epoch, shared, member_folds, folds)
         jax.block_until_ready(state)
         times.append(time.perf_counter() - start)
     return float(np.median(times)), flops

@@ -31,7 +31,7 @@ from perturbjax.studies.ood import DESIGNS, OODConfig, available_models, run
 SETTINGS = ("design", "data", "context_key", "condition_key", "control_value", "counts",
             "n_top_genes", "held_out", "models", "configuration", "seeds", "epochs",
             "checkpoint_every", "conditioning", "held_out_conditions", "ceiling_repeats",
-            "figures")
+            "figures", "one_program")
 define_flags(OODConfig, {
     "design": "single perturbation, multi-dose or species.",
     "data": "'synthetic' or the path of an h5ad file (for multidose / species: scVIDR's Nault "
@@ -52,6 +52,8 @@ define_flags(OODConfig, {
                            "scored in a table of their own.",
     "ceiling_repeats": "Random half splits of the real cells behind each replicate ceiling.",
     "figures": "Write PNG figures.",
+    "one_program": "Train each learned model on all its held-out contexts at once, as folds "
+                   "of one program (one compilation per model; for accelerators).",
 }, include=SETTINGS, choices={"design": DESIGNS, "conditioning": CONDITIONINGS})
 define_flags(SyntheticConfig, {"n_types": "Cell types of the embedded synthetic data."},
              include=("n_types",), names={"n_types": "synthetic_types"})

@@ -219,6 +219,8 @@ HOW_TO_RUN: dict[str, Run] = {
     "python benchmarks/linear_speed.py": Run(cheaper="--skip-sklearn-lasso", slow=True),
     "python benchmarks/grid_speed.py": Run(cheaper="--points 4 --epochs-scale 0.02", slow=True),
     "python benchmarks/perturbx_speed.py": Run(cheaper="--epochs 2", slow=True),
+    "python benchmarks/loo_speed.py": Run(
+        cheaper="--data synthetic --epochs 1 --seeds 1 --workdir runs/loo_check", slow=True),
     "python benchmarks/conformal_coverage.py": Run(
         cheaper="--types 6 --train_types 4 --epochs 2 --models mtae --results runs/coverage",
         slow=True, outputs=("runs/coverage/synthetic_coverage.md",)),

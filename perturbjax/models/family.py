@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from perturbjax.models.fitting import (
     fit_on_pairs,
     predict_decoded,
 )
+from perturbjax.models.pooled import fit_pools
 from perturbjax.ot import PairingConfig
 from perturbjax.train import FitResult, TrainConfig
 from perturbjax.train.objective import Objective
@@ -172,51 +173,102 @@ class ModelFamily:
         return Batching(train_config.batch_size, train_config.validation_fraction,
                         self.per_condition, self.pairing == "unpaired")
 
-    def fit(self, pool: TrainingPool, seeds: Sequence[int], settings: FitSettings,
-            workdir: Path | None = None, conditions: Sequence[str] | None = None) -> Fitted:
-        """Train every seed on `pool` as one program (checkpoints under `workdir`).
-
-        A single-perturbation model on a pool with several perturbed conditions is trained
-        once per condition of `conditions` (default: every perturbed condition of the pool),
-        on the control cells and that condition's cells."""
+    def _jobs(self, pool: TrainingPool, workdir: Path | None,
+              conditions: Sequence[str] | None) -> dict[str | None, tuple[TrainingPool,
+                                                                         Path | None]]:
+        """The programs a pool needs: one (None), or for a single-perturbation model on
+        several perturbed conditions, one per condition of `conditions` (default: every
+        perturbed condition of the pool) on the control cells and that condition's cells."""
         encoding, spec = pool.encoding, pool.spec
         labels = pool.cells.obs[spec.condition_key].astype(str)
         perturbed = sorted(set(labels) - {encoding.control})
-        jobs = {None: (pool, workdir)}
-        if self.per_condition and len(perturbed) > 1:
-            jobs = {}
-            for c in conditions if conditions is not None else perturbed:
-                keep = labels.isin([encoding.control, c]).to_numpy()
-                jobs[c] = (TrainingPool(pool.cells[keep].copy(), spec,
-                                        ConditionEncoding(tuple(sorted([encoding.control, c])),
-                                                          encoding.control)),
-                           workdir / f"condition_{c}" if workdir else None)
-        return Fitted(self, {c: self._fit_part(job, job_workdir, seeds, settings)
-                             for c, (job, job_workdir) in jobs.items()})
+        if not (self.per_condition and len(perturbed) > 1):
+            return {None: (pool, workdir)}
+        jobs = {}
+        for c in conditions if conditions is not None else perturbed:
+            keep = labels.isin([encoding.control, c]).to_numpy()
+            jobs[c] = (TrainingPool(pool.cells[keep].copy(), spec,
+                                    ConditionEncoding(tuple(sorted([encoding.control, c])),
+                                                      encoding.control)),
+                       workdir / f"condition_{c}" if workdir else None)
+        return jobs
 
-    def _fit_part(self, pool: TrainingPool, workdir: Path | None, seeds: Sequence[int],
-                  settings: FitSettings) -> TrainedProgram:
-        """One program: the plain fit, the pair fit, or the former warm-starting the latter."""
+    def fit(self, pool: TrainingPool, seeds: Sequence[int], settings: FitSettings,
+            workdir: Path | None = None, conditions: Sequence[str] | None = None) -> Fitted:
+        """Train every seed on `pool` as one program (checkpoints under `workdir`); a
+        single-perturbation model is trained once per condition (`_jobs`)."""
+        return Fitted(self, {c: self._fit_programs([job], job_workdir, seeds, settings)[0]
+                             for c, (job, job_workdir) in
+                             self._jobs(pool, workdir, conditions).items()})
+
+    def fit_pools(self, pools: Mapping[str, TrainingPool], seeds: Sequence[int],
+                  settings: FitSettings, workdir: Path | None = None,
+                  conditions: Sequence[str] | None = None) -> dict[str, Fitted]:
+        """`fit` on each of several pools of one data set (e.g. one per held-out context),
+        all of them as one program (`pooled.fit_pools`): name -> its `Fitted`, the same
+        within float rounding as `fit` on that pool alone. Refused for a model whose
+        objective depends on the pool."""
+        names = list(pools)
+        jobs = {name: self._jobs(pool, None, conditions) for name, pool in pools.items()}
+        parts: dict[str, dict[str | None, TrainedProgram]] = {name: {} for name in names}
+        for c in jobs[names[0]]:
+            job_workdir = workdir / f"condition_{c}" if workdir and c is not None else workdir
+            programs = self._fit_programs([jobs[name][c][0] for name in names], job_workdir,
+                                          seeds, settings)
+            for name, program in zip(names, programs, strict=True):
+                parts[name][c] = program
+        return {name: Fitted(self, parts[name]) for name in names}
+
+    def _fit_programs(self, pools: Sequence[TrainingPool], workdir: Path | None,
+                      seeds: Sequence[int], settings: FitSettings) -> list[TrainedProgram]:
+        """One program over `pools`: the plain fit, the pair fit, or the former
+        warm-starting the latter; one pool trains as `fit_on_anndata` / `fit_on_pairs`,
+        several as folds (`pooled.fit_pools`). Each pool's program gets an equal share of
+        the wall time."""
         started = time.perf_counter()
         model_config, train_config = self.configured(settings)
-        spec, encoding, train = pool.spec, pool.encoding, pool.cells
+        spec, encoding = pools[0].spec, pools[0].encoding
+        objectives = [self.build(model_config, pool.task()) for pool in pools]
+        if any(o != objectives[0] for o in objectives):
+            raise ValueError(f"model '{self.name}' builds a different objective per pool (its "
+                             "configuration reads the pool, e.g. the KL weight scaled by the "
+                             "training cells): train it one pool at a time")
+        objective = objectives[0]
         fingerprint = {"model": self.name, "configuration": settings.configuration,
                        "model_config": dataclasses.asdict(model_config),
-                       "data": content_hash(train, [spec.context_key, spec.condition_key])}
-        objective = self.build(model_config, pool.task())
+                       "data": [content_hash(p.cells, [spec.context_key, spec.condition_key])
+                                for p in pools]}
+        if len(pools) == 1:
+            fingerprint["data"] = fingerprint["data"][0]
+
+        def fit_once(pairs: bool, workdir: Path | None, extra: dict,
+                     warm_start: FitResult | None = None) -> FitResult:
+            unpaired = self.pairing == "unpaired"
+            common = {"workdir": workdir, "fingerprint": {**fingerprint, **extra}}
+            if len(pools) > 1:
+                return fit_pools(objective, train_config, [p.cells for p in pools], spec,
+                                 encoding, seeds, pairs=pairs, pairing=settings.pairing,
+                                 unpaired=unpaired, self_pairs=self.self_pairs,
+                                 warm_start=warm_start, **common)
+            if not (pairs or unpaired):
+                return fit_on_anndata(objective, train_config, pools[0].cells, spec, encoding,
+                                      seeds, **common)
+            return fit_on_pairs(objective, train_config, pools[0].cells, spec, encoding, seeds,
+                                None if unpaired else settings.pairing, unpaired=unpaired,
+                                warm_start=warm_start, self_pairs=self.self_pairs, **common)
+
         if self.pairing == "unpaired":
-            result = fit_on_pairs(objective, train_config, train, spec, encoding, seeds,
-                                  workdir=workdir, unpaired=True,
-                                  fingerprint={**fingerprint, "pairing": "unpaired"})
-            return TrainedProgram(objective, result, pool, time.perf_counter() - started)
-        result = None
-        if self.pairing != "ot":
-            result = fit_on_anndata(objective, train_config, train, spec, encoding, seeds,
-                                    workdir=workdir, fingerprint=fingerprint)
-        if self.pairing != "none":
-            result = fit_on_pairs(objective, train_config, train, spec, encoding, seeds,
-                                  settings.pairing, workdir=workdir / "pairs" if workdir else None,
-                                  fingerprint={**fingerprint, "pairing": self.pairing,
-                                               **dataclasses.asdict(settings.pairing)},
-                                  warm_start=result, self_pairs=self.self_pairs)
-        return TrainedProgram(objective, result, pool, time.perf_counter() - started)
+            result = fit_once(False, workdir, {"pairing": "unpaired"})
+        else:
+            result = None
+            if self.pairing != "ot":
+                result = fit_once(False, workdir, {})
+            if self.pairing != "none":
+                result = fit_once(True, workdir / "pairs" if workdir else None,
+                                  {"pairing": self.pairing,
+                                   **dataclasses.asdict(settings.pairing)}, result)
+        seconds = (time.perf_counter() - started) / len(pools)
+        if len(pools) == 1:
+            return [TrainedProgram(objective, result, pools[0], seconds)]
+        return [TrainedProgram(objective, result.fold(f), pool, seconds)
+                for f, pool in enumerate(pools)]

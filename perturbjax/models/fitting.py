@@ -194,6 +194,24 @@ def source_and_target(batch: CellBatch) -> tuple[jax.Array, jax.Array]:
     return batch["x"], batch["x"]
 
 
+def pair_tables(train: ad.AnnData, spec: PerturbationSpec, encoding: ConditionEncoding,
+                train_config: TrainConfig, pairing: PairingConfig | None = None,
+                validation_seed: int = 0, unpaired: bool = False, self_pairs: bool = True
+                ) -> tuple[CellBatch, CellBatch]:
+    """(training, validation) rows of `fit_on_pairs` on `train`: pair tables whose
+    `source_row` / `target_row` index `train`'s cells (see `fit_on_pairs`)."""
+    pairing = pairing or PairingConfig()
+    val = stratified_validation_mask(train, spec, train_config.validation_fraction,
+                                     validation_seed)
+    if not (is_control(train, spec) & val).any():
+        raise ValueError("the validation split holds no control cells to pair")
+    if unpaired:
+        return tuple(unpaired_table(np.flatnonzero(mask), train, spec) for mask in (~val, val))
+    coordinates = pairing_coordinates(train)
+    return tuple(pair_table(np.flatnonzero(mask), coordinates, train, spec, encoding,
+                            pairing, self_pairs=self_pairs) for mask in (~val, val))
+
+
 def fit_on_pairs(objective: Objective, train_config: TrainConfig, train: ad.AnnData,
                  spec: PerturbationSpec, encoding: ConditionEncoding, seeds: Sequence[int],
                  pairing: PairingConfig | None = None, workdir: str | Path | None = None,
@@ -206,17 +224,8 @@ def fit_on_pairs(objective: Objective, train_config: TrainConfig, train: ad.AnnD
     `warm_start` fine-tunes an earlier result (the "plus OT" variants); `pairing` defaults
     to `PairingConfig()`; `self_pairs` False leaves out the control -> itself rows.
     `unpaired` trains on `unpaired_table`s instead (no pairing)."""
-    pairing = pairing or PairingConfig()
-    val = stratified_validation_mask(train, spec, train_config.validation_fraction,
-                                     validation_seed)
-    if not (is_control(train, spec) & val).any():
-        raise ValueError("the validation split holds no control cells to pair")
-    if unpaired:
-        tables = [unpaired_table(np.flatnonzero(mask), train, spec) for mask in (~val, val)]
-    else:
-        coordinates = pairing_coordinates(train)
-        tables = [pair_table(np.flatnonzero(mask), coordinates, train, spec, encoding,
-                             pairing, self_pairs=self_pairs) for mask in (~val, val)]
+    tables = pair_tables(train, spec, encoding, train_config, pairing, validation_seed,
+                         unpaired, self_pairs)
     cells = CellBatch(cells=jnp.asarray(np.asarray(train.X, np.float32)))
     return fit(objective, tables[0], tables[1], seeds, train_config, workdir=workdir,
                fingerprint=fingerprint, shared=cells, warm_start=warm_start)

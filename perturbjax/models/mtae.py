@@ -33,7 +33,7 @@ from perturbjax.models.family import FitSettings
 from perturbjax.models.fitting import Task, source_and_target
 from perturbjax.nn.layers import Decoder, Discriminator, Encoder, gaussian_kl
 from perturbjax.train import TrainConfig, alternating
-from perturbjax.train.objective import Batch, Objective, PyTree
+from perturbjax.train.objective import Batch, Objective, PyTree, row_mean
 
 CONDITIONINGS = ("one_hot", "log_dose")
 DISCRIMINATORS = ("none", "condition", "gaussian")
@@ -151,6 +151,8 @@ class MTAeObjective(Objective):
     transport pairs, never copied per pair). `condition_vectors[code]` is what FiLM reads.
     """
 
+    weighs_validation_rows: ClassVar[bool] = True
+
     condition_vectors: tuple[tuple[float, ...], ...] = ((1.0, 0.0), (0.0, 1.0))
     control_code: int = 0
     kl_weight: float = 0.0
@@ -182,7 +184,7 @@ class MTAeObjective(Objective):
     def validation_loss(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
         x, target = self.cells(batch)
         outputs = self.apply_eval(params, model_state, x, self.condition(batch))
-        return jnp.mean((outputs.reconstruction - target) ** 2)
+        return row_mean((outputs.reconstruction - target) ** 2, batch)
 
     def predict(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
         return self.apply_eval(params, model_state, *self.inputs(batch)).reconstruction

@@ -17,6 +17,7 @@ like any model state.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 
 from perturbjax.nn.concrete import ConcreteSelector, temperature
 from perturbjax.nn.pooling import GatedAttentionPool, MeanPool
-from perturbjax.train.objective import Batch, Objective, PyTree
+from perturbjax.train.objective import Batch, Objective, PyTree, row_mean
 
 POOLINGS = ("mean", "attention")
 TARGETS = ("bootstrap", "population")
@@ -130,6 +131,8 @@ class PerturbXObjective(Objective):
     standardisation `gene_mean` / `gene_scale` (the model reads (x - mean) / scale; targets
     stay in the cells' own units)."""
 
+    weighs_validation_rows: ClassVar[bool] = True
+
     config: PerturbXConfig = PerturbXConfig()
     rng_streams = ("gumbel",)
 
@@ -165,7 +168,7 @@ class PerturbXObjective(Objective):
         weights = batch.get("gene_weights", jnp.ones(target.shape[-1], target.dtype))
         error = (weights * (target - pred) ** 2).sum(-1)
         penalty = (z ** 2).sum(axis=(-2, -1))
-        return (error + self.config.beta * penalty).mean()
+        return row_mean(error + self.config.beta * penalty, batch)
 
     def loss(self, params: PyTree, model_state: PyTree, batch: Batch,
              key: jax.Array) -> tuple[jax.Array, PyTree]:

@@ -37,7 +37,7 @@ from perturbjax.models.fitting import Task, source_and_target
 from perturbjax.nn.conventions import PYTORCH_XAVIER
 from perturbjax.nn.layers import DenseBlock, gaussian_kl, leaky_relu
 from perturbjax.train import TrainConfig, alternating
-from perturbjax.train.objective import Batch, Objective, PyTree
+from perturbjax.train.objective import Batch, Objective, PyTree, row_mean
 
 CONTROL_AE = ("control_encoder", "control_decoder", "control_translator")
 PERTURBED_AE = ("perturbed_encoder", "perturbed_decoder", "perturbed_translator")
@@ -237,6 +237,8 @@ class ScButterflyObjective(Objective):
     epoch, which all members share, so only one phase's branch runs). Batches are OT pairs:
     `source_row` a control cell, `target_row` its stimulated partner, in the shared `cells`."""
 
+    weighs_validation_rows: ClassVar[bool] = True
+
     n_genes: int = 1
     rng_streams: ClassVar[tuple[str, ...]] = ("dropout", "latent")
 
@@ -357,7 +359,7 @@ class ScButterflyObjective(Objective):
         """Mean squared error of the translated validation pairs (eval mode)."""
         control, perturbed = self.inputs(batch)
         prediction = self.apply_eval(params, model_state, control, method="predict")
-        return _mse(prediction, perturbed)
+        return row_mean((prediction - perturbed) ** 2, batch)
 
     def predict(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
         return self.apply_eval(params, model_state, batch["x"], method="predict")

@@ -29,7 +29,7 @@ from perturbjax.models.latent_arithmetic import balanced_mean, member_decode, me
 from perturbjax.nn.conventions import SCVI_TOOLS
 from perturbjax.nn.layers import Decoder, Encoder
 from perturbjax.train import FitResult, TrainConfig
-from perturbjax.train.objective import Batch, Objective, PyTree
+from perturbjax.train.objective import Batch, Objective, PyTree, row_mean
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,25 +86,27 @@ class ScGenVAE(nn.Module):
 class ScGenObjective(Objective):
     """scGen's ELBO-like loss on batches of cells (`x`); conditions are not seen in training."""
 
+    weighs_validation_rows: ClassVar[bool] = True
+
     kl_weight: float = 5e-5
     rng_streams: ClassVar[tuple[str, ...]] = ("dropout", "latent")
 
     def inputs(self, batch: Batch) -> tuple[jax.Array]:
         return (batch["x"],)
 
-    def _loss(self, reconstruction: jax.Array, kl: jax.Array, x: jax.Array) -> jax.Array:
-        squared_error = jnp.sum((reconstruction - x) ** 2, axis=-1)
-        return jnp.mean(0.5 * squared_error + 0.5 * self.kl_weight * kl)
+    def _loss(self, reconstruction: jax.Array, kl: jax.Array, batch: Batch) -> jax.Array:
+        squared_error = jnp.sum((reconstruction - batch["x"]) ** 2, axis=-1)
+        return row_mean(0.5 * squared_error + 0.5 * self.kl_weight * kl, batch)
 
     def loss(self, params: PyTree, model_state: PyTree, batch: Batch,
              key: jax.Array) -> tuple[jax.Array, PyTree]:
         (reconstruction, kl), model_state = self.apply_train(params, model_state, key,
                                                              batch["x"])
-        return self._loss(reconstruction, kl, batch["x"]), model_state
+        return self._loss(reconstruction, kl, batch), model_state
 
     def validation_loss(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
         reconstruction, kl = self.apply_eval(params, model_state, batch["x"])
-        return self._loss(reconstruction, kl, batch["x"])
+        return self._loss(reconstruction, kl, batch)
 
     def predict(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
         """The reconstruction of the cells (decoded latent means)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -34,7 +34,7 @@ from perturbjax.models.fitting import Task, source_and_target
 from perturbjax.nn.conventions import PYTORCH
 from perturbjax.nn.layers import DenseBlock, Discriminator
 from perturbjax.train import TrainConfig, alternating
-from perturbjax.train.objective import Batch, Objective, PyTree
+from perturbjax.train.objective import Batch, Objective, PyTree, row_mean
 
 # Optimiser groups, and the top-level parameter names of the last two.
 ENCODER, GENERATORS, DISCRIMINATORS = "encoder", "generators", "discriminators"
@@ -178,6 +178,8 @@ class ScPreGANObjective(Objective):
     Batches are rows of an unpaired table: `source_row` a control cell, `target_row` a
     perturbed cell, both into the shared `cells`."""
 
+    weighs_validation_rows: ClassVar[bool] = True
+
     def inputs(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
         return source_and_target(batch)
 
@@ -287,7 +289,7 @@ class ScPreGANObjective(Objective):
         """Reconstruction error of each domain through its own generator (eval mode)."""
         a, b = source_and_target(batch)
         aa, bb = self.apply_eval(params, model_state, a, b, method="reconstruct")
-        return _mse(aa, a) + _mse(bb, b)
+        return row_mean((aa - a) ** 2, batch) + row_mean((bb - b) ** 2, batch)
 
     def predict(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
         return self.apply_eval(params, model_state, batch["x"], method="translate")

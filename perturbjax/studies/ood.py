@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -46,7 +46,14 @@ from perturbjax.metrics import HeldOutReference, evaluate_prediction
 from perturbjax.metrics.calibration import CEILING, FLOOR_REFERENCES, Ceiling
 from perturbjax.metrics.evaluate import evaluation_ceiling
 from perturbjax.metrics.response import mean_response
-from perturbjax.models import LEARNED, REFERENCES, Batching, FitSettings, check_model_names
+from perturbjax.models import (
+    LEARNED,
+    REFERENCES,
+    Batching,
+    FitSettings,
+    Fitted,
+    check_model_names,
+)
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
 from perturbjax.ot import PairingConfig
 from perturbjax.progress import Progress
@@ -89,7 +96,10 @@ class OODConfig:
     `ceiling_repeats` is the number of random half splits of the real cells behind each
     context's replicate ceiling (`metrics.calibration`). The floor references
     (`FLOOR_REFERENCES`) are scored in every run, asked for or not: every calibrated score
-    is measured from them.
+    is measured from them. `one_program` trains each learned model on all its missing
+    held-out contexts at once, the contexts as folds of one program (`models.pooled`): one
+    compilation per model instead of one per context, and the contexts side by side on an
+    accelerator; the numbers equal the per-context loop's within float rounding.
     """
 
     design: str = "single"
@@ -113,6 +123,7 @@ class OODConfig:
     species_data: SpeciesConfig = SpeciesConfig()
     ceiling_repeats: int = 10
     figures: bool = True
+    one_program: bool = False
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
@@ -184,11 +195,15 @@ def fit_settings(config: OODConfig) -> FitSettings:
 
 
 def _predict_learned(model: str, split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
-                     conditions: list[str], workdir: Path) -> tuple[Predictions, RunRecords]:
-    """Train every seed of a learned model as one program, then predict each condition."""
-    fitted = LEARNED[model].fit(TrainingPool(split.train, config.spec, encoding), config.seeds,
-                                fit_settings(config), workdir / "checkpoints" / model /
-                                split.context, conditions=conditions)
+                     conditions: list[str], workdir: Path, fitted: Fitted | None = None
+                     ) -> tuple[Predictions, RunRecords]:
+    """Train every seed of a learned model as one program (unless `fitted` holds it,
+    trained with the other contexts), then predict each condition."""
+    if fitted is None:
+        fitted = LEARNED[model].fit(TrainingPool(split.train, config.spec, encoding),
+                                    config.seeds, fit_settings(config),
+                                    workdir / "checkpoints" / model / split.context,
+                                    conditions=conditions)
     return ({c: fitted.predict(split.control, c) for c in conditions},
             {c: fitted.runs(c) for c in conditions})
 
@@ -277,9 +292,11 @@ def _score(model: str, truth: ContextTruth, predictions: Predictions, runs: RunR
 
 def _new_cell(model: str, truth: ContextTruth, config: OODConfig,
               encoding: ConditionEncoding, workdir: Path,
-              external: Mapping[str, ExternalModel]) -> tuple[Scored, Predictions]:
-    """Train (a learned or external model) and predict one cell, write its predictions file,
-    score what is read back from it and keep each row's predicted response."""
+              external: Mapping[str, ExternalModel], fitted: Fitted | None = None
+              ) -> tuple[Scored, Predictions]:
+    """Train (a learned or external model; a learned one may come `fitted` already) and
+    predict one cell, write its predictions file, score what is read back from it and keep
+    each row's predicted response."""
     split = truth.split
     decoded = sorted({d for _, _, d in truth.plan(model)})
     if model in external:
@@ -287,7 +304,8 @@ def _new_cell(model: str, truth: ContextTruth, config: OODConfig,
     elif model in REFERENCES:
         predictions, runs = _predict_reference(model, split, config, decoded)
     else:
-        predictions, runs = _predict_learned(model, split, config, encoding, decoded, workdir)
+        predictions, runs = _predict_learned(model, split, config, encoding, decoded, workdir,
+                                             fitted)
     saved = _cell_file(workdir, "predictions", model, split.context, ".h5ad")
     write_predictions(saved, split.control, config.spec.condition_key, model, predictions, runs)
     predictions = read_predictions(saved, config.spec.condition_key, runs)
@@ -329,6 +347,33 @@ def _first_seed(model: str, truth: ContextTruth, predictions: Predictions,
         figures[condition][name] = predictions[decoded_as][0]
 
 
+def _fit_together(config: OODConfig, contexts: list[str], cells: Cells,
+                  truth_of: Callable[[str], ContextTruth], encoding: ConditionEncoding,
+                  workdir: Path, external: Collection[str]) -> dict[tuple[str, str], Fitted]:
+    """(model, context) -> its fit: each learned model's missing contexts trained as one
+    program (`ModelFamily.fit_pools`), checkpointed under checkpoints/<model>/one_program."""
+    fitted: dict[tuple[str, str], Fitted] = {}
+    for model in config.models:
+        missing = [c for c in contexts if not cells.has(model, c)]
+        if model not in LEARNED or model in external or not missing:
+            continue
+        truths = {c: truth_of(c) for c in missing}
+        decoded = {c: sorted({d for _, _, d in t.plan(model)}) for c, t in truths.items()}
+        conditions = decoded[missing[0]]
+        if LEARNED[model].per_condition and any(d != conditions for d in decoded.values()):
+            raise ValueError(f"model '{model}' trains one program per condition, and the "
+                             f"held-out contexts decode different conditions {decoded}: "
+                             "train it without one_program")
+        logger.info("model %s: %d held-out contexts as one program", model, len(missing))
+        pools = {c: TrainingPool(t.split.train, config.spec, encoding)
+                 for c, t in truths.items()}
+        together = LEARNED[model].fit_pools(pools, config.seeds, fit_settings(config),
+                                            workdir / "checkpoints" / model / "one_program",
+                                            conditions=conditions)
+        fitted.update({(model, c): f for c, f in together.items()})
+    return fitted
+
+
 def _batching(config: OODConfig) -> dict[str, Batching]:
     """How each learned model of the run consumes its training pool."""
     return {model: LEARNED[model].batching(fit_settings(config))
@@ -351,11 +396,11 @@ def model_schedules(config: OODConfig, external: Mapping[str, ExternalModel] | N
 
 def run_fingerprint(config: OODConfig, adata: ad.AnnData) -> dict:
     """What a workdir's table depends on: the settings every cell shares (the models, the
-    held-out contexts and the figures aside: a table grows by both) and the content of the
-    data (not the path's spelling). Each model's schedule is recorded with its cells
-    (`ood_cells`)."""
+    held-out contexts and the figures aside: a table grows by both; nor whether contexts
+    train as one program) and the content of the data (not the path's spelling). Each
+    model's schedule is recorded with its cells (`ood_cells`)."""
     settings = {k: v for k, v in dataclasses.asdict(config).items()
-                if k not in ("figures", "models", "held_out", "data")}
+                if k not in ("figures", "models", "held_out", "data", "one_program")}
     spec = config.spec
     return {"config": settings,
             "data": content_hash(adata, [spec.context_key, spec.condition_key])}
@@ -368,6 +413,9 @@ def check_run(config: OODConfig, workdir: Path, external: Collection[str] = ()
     and the contexts to hold out."""
     problems = config_problems(config.seeds, config.epochs, config.n_top_genes,
                                config.checkpoint_every, workdir)
+    if config.one_program and config.n_top_genes:
+        problems.append("one_program needs the same genes in every training pool; "
+                        "n_top_genes chooses them per pool: train context by context")
     try:
         check_model_names([m for m in config.models if m not in external])
     except ValueError as error:
@@ -398,7 +446,7 @@ def _table_config(config: OODConfig, cells: Cells) -> OODConfig:
                                held_out=contexts if config.held_out else ())
 
 
-def _split(adata: ad.AnnData, config: OODConfig, context: str) -> HoldOut:
+def held_out_split(adata: ad.AnnData, config: OODConfig, context: str) -> HoldOut:
     """The context held out, the never-seen conditions removed from training, the HVGs of
     the training pool kept."""
     split = hold_out(adata, config.spec, context)
@@ -434,7 +482,7 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
 
     def truth_of(context: str) -> ContextTruth:
         if context not in truths:
-            truths[context] = truth = ContextTruth.build(_split(adata, config, context),
+            truths[context] = truth = ContextTruth.build(held_out_split(adata, config, context),
                                                          config, encoding)
             scored.add_context(context, truth.split.control.var_names,
                                {c: r.response.response for c, r in truth.references.items()},
@@ -452,6 +500,8 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
     models = [*FLOOR_REFERENCES, *(m for m in config.models if m not in FLOOR_REFERENCES)]
     progress = Progress(len(contexts))
     try:
+        fitted = (_fit_together(config, contexts, cells, truth_of, encoding, workdir, external)
+                  if config.one_program else {})
         for i, context in enumerate(contexts):
             logger.info("held-out context %s (%d/%d)%s", context, i + 1, len(contexts),
                         f", about {progress.left(i)} left" if i else "")
@@ -465,7 +515,7 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
                     logger.info("held-out context %s: model %s (%d/%d)", context, model, j + 1,
                                 len(models))
                     part, predictions = _new_cell(model, truth, config, encoding, workdir,
-                                                  external)
+                                                  external, fitted.pop((model, context), None))
                     scored.add(part)
                     cells.add(model, context, schedules.get(model))
                     table = scored.table()

@@ -31,7 +31,7 @@ from perturbjax.progress import Progress
 from perturbjax.train.checkpoint import Checkpointer
 from perturbjax.train.config import TrainConfig, make_optimizer
 from perturbjax.train.members import FitResult, Folds
-from perturbjax.train.objective import Batch, Objective, PyTree
+from perturbjax.train.objective import ROW_WEIGHT, Batch, Objective, PyTree
 from perturbjax.train.trees import keep_if
 
 logger = logging.getLogger("perturbjax")
@@ -77,21 +77,28 @@ def _gather(table: Batch, rows: jax.Array) -> Batch:
     return jax.tree_util.tree_map(lambda a: a[rows], table)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """The static shape of an epoch: each fold's own training rows, and whether folds are
+    padded (their steps and validation rows then need masks)."""
+
+    train_sizes: tuple[int, ...]
+    ragged: bool = False
+
+
 class Trainer:
     """Compiles an objective's init and epoch once for given data shapes and configuration.
 
-    `run_epoch` takes the training and validation tables, the `shared` arrays (or None) and
+    `run_epoch` takes the training and validation tables, the `shared` arrays (or None),
     the per-member fold data of `Folds.per_member` (or None: every member trains on every
-    training row and is validated on the whole validation table)."""
+    training row and is validated on the whole validation table) and which members still
+    run (a fold that stopped early keeps its state while the others go on)."""
 
     def __init__(self, objective: Objective, config: TrainConfig):
         self.objective = objective
         self.config = config
         self._init = jax.jit(jax.vmap(self._init_member, in_axes=(0, 0, None)))
-        self._epoch = jax.jit(
-            jax.vmap(self._epoch_member, in_axes=(0, None, None, None, 0, None)),
-            donate_argnums=0,
-        )
+        self._epoch = jax.jit(self._epoch_all, static_argnums=7, donate_argnums=0)
 
     def _init_member(self, key: jax.Array, learning_rate: jax.Array, example: Batch) -> TrainState:
         init_key, run_key = jax.random.split(key)
@@ -106,65 +113,97 @@ class Trainer:
             best_epoch=jnp.asarray(-1, jnp.int32), train_loss=history, val_loss=history,
         )
 
-    def _epoch_member(self, state: TrainState, train: Batch, validation: Batch,
-                      shared: Batch | None, fold: dict | None, epoch: jax.Array) -> TrainState:
-        extra = {**(shared or {}), **(fold["arrays"] if fold else {})}
-        n_rows = len(fold["train_rows"]) if fold else _n_cells(train)
+    def _orders(self, keys: jax.Array, epoch: jax.Array, layout: _Layout) -> jax.Array:
+        """Each member's shuffled rows of its fold for the epoch, (members, steps x batch):
+        a fold's permutation is drawn over its own rows, exactly as if it trained alone, and
+        padded to the longest fold's steps."""
         batch_size = self.config.batch_size
-        n_steps = _n_steps(n_rows, batch_size)
-        order_key, step_key = jax.random.split(jax.random.fold_in(state.key, epoch))
-        if self.config.shared_batch_order:
-            order_key = jax.random.fold_in(jax.random.PRNGKey(0), epoch)
-        order = jax.random.permutation(order_key, n_rows)[: n_steps * batch_size]
+        per_fold = keys.shape[0] // len(layout.train_sizes)
+        width = max(_n_steps(n, batch_size) for n in layout.train_sizes) * batch_size
+
+        def order_key(key: jax.Array) -> jax.Array:
+            if self.config.shared_batch_order:
+                return jax.random.fold_in(jax.random.PRNGKey(0), epoch)
+            return jax.random.split(jax.random.fold_in(key, epoch))[0]
+
+        orders = []
+        for fold, n_rows in enumerate(layout.train_sizes):
+            used = _n_steps(n_rows, batch_size) * batch_size
+            order = jax.vmap(lambda k, n=n_rows, u=used: jax.random.permutation(
+                order_key(k), n)[:u])(keys[fold * per_fold : (fold + 1) * per_fold])
+            orders.append(jnp.pad(order, ((0, 0), (0, width - used))))
+        return jnp.concatenate(orders)
+
+    def _epoch_all(self, state: TrainState, train: Batch, validation: Batch,
+                   shared: Batch | None, fold: dict | None, epoch: jax.Array,
+                   running: jax.Array, layout: _Layout) -> TrainState:
+        orders = self._orders(state.key, epoch, layout)
+        member = functools.partial(self._epoch_member, ragged=layout.ragged)
+        return jax.vmap(member, in_axes=(0, None, None, None, 0, None, 0, 0))(
+            state, train, validation, shared, fold, epoch, orders, running)
+
+    def _epoch_member(self, state: TrainState, train: Batch, validation: Batch,
+                      shared: Batch | None, fold: dict | None, epoch: jax.Array,
+                      order: jax.Array, running: jax.Array, ragged: bool) -> TrainState:
+        extra = {**(shared or {}), **(fold["arrays"] if fold else {})}
+        n_steps = order.shape[0] // self.config.batch_size
+        own_steps = fold["n_steps"] if ragged else n_steps
+        step_key = jax.random.split(jax.random.fold_in(state.key, epoch))[1]
         if fold:
             order = fold["train_rows"][order]
         tx = make_optimizer(state.learning_rate, self.config)
 
         def step(carry, xs):
-            params, model_state, opt_state = carry
             indices, i = xs
             batch = {**_gather(train, indices), **extra}
-            params, model_state, opt_state, loss = self.objective.train_step(
-                params, model_state, opt_state, batch, jax.random.fold_in(step_key, i), tx,
-                epoch,
-            )
-            return (params, model_state, opt_state), loss
+            *updated, loss = self.objective.train_step(
+                *carry, batch, jax.random.fold_in(step_key, i), tx, epoch)
+            if ragged:  # a step past the fold's own leaves its members as they are
+                updated = keep_if(i < own_steps, tuple(updated), carry)
+            return tuple(updated), loss
 
         (params, model_state, opt_state), losses = jax.lax.scan(
             step, (state.params, state.model_state, state.opt_state),
-            (order.reshape(n_steps, batch_size), jnp.arange(n_steps)),
+            (order.reshape(n_steps, -1), jnp.arange(n_steps)),
         )
+        train_loss = (jnp.where(jnp.arange(n_steps) < own_steps, losses, 0.0).sum() / own_steps
+                      if ragged else losses.mean())
         if fold:
             validation = _gather(validation, fold["validation_rows"])
+            if ragged:
+                rows = jnp.arange(fold["validation_rows"].shape[0])
+                validation = {**validation,
+                              ROW_WEIGHT: (rows < fold["n_validation"]).astype(jnp.float32)}
         val = self.objective.validation_loss(params, model_state, {**validation, **extra})
         patience = self.config.patience
         still_waiting = (True if patience is None
                          else epoch - state.best_epoch <= patience)
         improved = (val < state.best_val) & still_waiting
-        return state.replace(
+        trained = state.replace(
             params=params, model_state=model_state, opt_state=opt_state,
             best_params=keep_if(improved, params, state.best_params),
             best_model_state=keep_if(improved, model_state, state.best_model_state),
             best_val=jnp.where(improved, val, state.best_val),
             best_epoch=jnp.where(improved, epoch, state.best_epoch).astype(jnp.int32),
-            train_loss=state.train_loss.at[epoch].set(losses.mean()),
+            train_loss=state.train_loss.at[epoch].set(train_loss),
             val_loss=state.val_loss.at[epoch].set(val),
         )
+        return keep_if(running, trained, state)
 
     def cost_per_epoch(self, state: TrainState, train: Batch, validation: Batch,
                        shared: Batch | None = None, folds: Folds | None = None) -> float:
         """Floating-point operations of one epoch, all members: XLA's count for one compiled
-        step times the steps, plus the validation pass (with `folds`, on the first fold's
-        rows: every fold has as many). XLA counts a scan's body once, so the compiled epoch
-        itself cannot be asked. A model with training phases is counted in its first."""
-        train_rows = (jnp.asarray(folds.train_rows[0]) if folds
-                      else jnp.arange(_n_cells(train)))
+        step times the steps, plus the validation pass (with `folds`, of the first fold's own
+        rows). XLA counts a scan's body once, so the compiled epoch itself cannot be asked.
+        A model with training phases is counted in its first."""
+        own = folds.own_rows(0) if folds else None
+        train_rows = jnp.asarray(own[0]) if folds else jnp.arange(_n_cells(train))
         extra = {**(shared or {}),
                  **{k: jnp.asarray(v[0]) for k, v in (folds.arrays if folds else {}).items()}}
         n_steps = _n_steps(len(train_rows), self.config.batch_size)
         batch = {**_gather(train, train_rows[: self.config.batch_size]), **extra}
         if folds:
-            validation = _gather(validation, jnp.asarray(folds.validation_rows[0]))
+            validation = _gather(validation, jnp.asarray(own[1]))
         validation = {**validation, **extra}
 
         def step(state: TrainState, key: jax.Array):
@@ -196,9 +235,17 @@ class Trainer:
         return self._init(keys, lrs, example)
 
     def run_epoch(self, state: TrainState, train: Batch, validation: Batch, epoch: int,
-                  shared: Batch | None = None, member_folds: dict | None = None
+                  shared: Batch | None = None, member_folds: dict | None = None,
+                  folds: Folds | None = None, running: np.ndarray | None = None
                   ) -> TrainState:
-        return self._epoch(state, train, validation, shared, member_folds, jnp.int32(epoch))
+        """One epoch of every member (`member_folds` from `folds.per_member`); members
+        where `running` is False keep their state."""
+        layout = (_Layout(tuple(int(n) for n in folds.counts()[0]), folds.is_ragged) if folds
+                  else _Layout((_n_cells(train),)))
+        running = (np.ones(state.key.shape[0], bool) if running is None
+                   else np.asarray(running, bool))
+        return self._epoch(state, train, validation, shared, member_folds, jnp.int32(epoch),
+                           jnp.asarray(running), layout)
 
 
 EpochCallback = Callable[[int, TrainState], None]
@@ -234,8 +281,9 @@ def log_epoch(epoch: int, state: TrainState, total: int, progress: Progress | No
 
 
 def _check_keys(train: Batch, shared: Batch | None, folds: Folds | None) -> None:
-    """The objective sees rows, shared arrays and fold arrays as one dict: names must differ."""
-    names = [*train, *(shared or {}), *(folds.arrays if folds else {})]
+    """The objective sees rows, shared arrays and fold arrays as one dict: names must differ
+    (and leave the loop's own `row_weight` alone)."""
+    names = [*train, *(shared or {}), *(folds.arrays if folds else {}), ROW_WEIGHT]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
         raise ValueError(f"the training table, shared arrays and fold arrays repeat {clashes}")
@@ -271,14 +319,18 @@ def fit(
     n_folds = folds.n_folds if folds else 1
     if folds:
         folds.check_rows(_n_cells(train), _n_cells(validation))
+        if folds.is_ragged and not objective.weighs_validation_rows:
+            raise ValueError(f"{type(objective).__name__} does not weigh its validation rows "
+                             "(`row_mean`, `weighs_validation_rows`): folds of different sizes "
+                             "would validate on their padding")
     # Refuse a too-large batch before compiling.
-    _n_steps(folds.train_rows.shape[1] if folds else _n_cells(train), config.batch_size)
+    _n_steps(int(folds.counts()[0].min()) if folds else _n_cells(train), config.batch_size)
     per_fold = len(seeds) * len(config.learning_rates)
     n_members = n_folds * per_fold
     shardings = _member_sharding(n_members)
     replicated = shardings[1] if shardings else None
     train, validation, shared = jax.device_put((train, validation, shared), replicated)
-    member_folds = folds.per_member(per_fold) if folds else None
+    member_folds = folds.per_member(per_fold, config.batch_size) if folds else None
     state = trainer.init(seeds, train, shared, folds)
     if warm_start is not None:
         state = _warm_started(state, warm_start, len(config.learning_rates))
@@ -290,7 +342,8 @@ def fit(
         shapes = {k: list(v.shape) for k, v in {**train, **(shared or {})}.items()}
         run_fingerprint = {
             "train_config": dataclasses.asdict(config), "seeds": seeds, "shapes": shapes,
-            "folds": np.asarray(folds.train_rows).tolist() if folds else None,
+            "folds": [folds.own_rows(f)[0].tolist() for f in range(n_folds)] if folds
+            else None,
             **(fingerprint or {}),
         }
         checkpointer = Checkpointer(Path(workdir) / "checkpoints", run_fingerprint)
@@ -305,17 +358,20 @@ def fit(
     try:
         for epoch in range(start, config.epochs):
             # Checked before the epoch, so a run resumed from its last checkpoint stops where
-            # the uninterrupted run stopped.
-            if epoch > 0 and _patience_exhausted(state, epoch - 1, config.patience):
+            # the uninterrupted run stopped; a fold stops alone, as it would trained alone.
+            stopped = _folds_stopped(state, epoch, config.patience, n_folds)
+            if stopped.all():
                 logger.info("early stop after epoch %d: no member improved for %d epochs",
-                         epoch, config.patience)
+                            epoch, config.patience)
                 break
-            state = trainer.run_epoch(state, train, validation, epoch, shared, member_folds)
+            running = np.repeat(~stopped, per_fold)
+            state = trainer.run_epoch(state, train, validation, epoch, shared, member_folds,
+                                      folds, running)
             epochs_run = epoch + 1
             losses = np.asarray(state.train_loss[:, epoch])
-            if not np.isfinite(losses).all():
+            if not np.isfinite(losses[running]).all():
                 bad = [tuple(int(i) for i in np.unravel_index(m, member_shape))
-                       for m in np.flatnonzero(~np.isfinite(losses))]
+                       for m in np.flatnonzero(~np.isfinite(losses) & running)]
                 raise FloatingPointError(
                     f"non-finite training loss at epoch {epoch + 1} for (fold, seed index, "
                     f"learning-rate index) {bad}; lower the learning rate or check the data"
@@ -349,16 +405,33 @@ def _warm_started(state: TrainState, start: FitResult, n_rates: int) -> TrainSta
                          best_model_state=copy(model_state))
 
 
-def _patience_exhausted(state: TrainState, last_epoch: int, patience: int | None) -> bool:
-    """Whether every member went `patience` epochs without improving by `last_epoch`."""
-    return patience is not None and bool(
-        np.all(last_epoch - np.asarray(state.best_epoch) >= patience))
+def _folds_stopped(state: TrainState, epoch: int, patience: int | None, n_folds: int
+                   ) -> np.ndarray:
+    """Per fold, whether it has stopped before `epoch`: every one of its members went
+    `patience` epochs without improving by the epoch before."""
+    if patience is None or epoch == 0:
+        return np.zeros(n_folds, bool)
+    waited = (epoch - 1 - np.asarray(state.best_epoch)).reshape(n_folds, -1)
+    return (waited >= patience).all(axis=1)
+
+
+def _fold_epochs(state: TrainState, epochs_run: int, patience: int | None, n_folds: int
+                 ) -> np.ndarray:
+    """The epochs each fold ran: a stopped fold ran until `patience` epochs past its
+    members' last improvement."""
+    epochs = np.full(n_folds, epochs_run)
+    if patience is None:
+        return epochs
+    stopped = _folds_stopped(state, epochs_run, patience, n_folds)
+    last = np.asarray(state.best_epoch).reshape(n_folds, -1).max(axis=1)
+    return np.where(stopped, np.minimum(last + patience + 1, epochs_run), epochs)
 
 
 def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
             epochs_run: int, n_folds: int, devices: int) -> FitResult:
     """Per (fold, seed), the learning rate with the lowest best validation loss."""
     n_rates = len(config.learning_rates)
+    fold_epochs = _fold_epochs(state, epochs_run, config.patience, n_folds)
     best_val = np.asarray(state.best_val).reshape(n_folds * len(seeds), n_rates)
     chosen = np.arange(len(best_val)) * n_rates + best_val.argmin(axis=1)
     params = state.best_params if config.select_best else state.params
@@ -368,11 +441,11 @@ def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
         seeds=seeds, params=take(params), model_state=take(model_state),
         learning_rate=np.asarray(state.learning_rate)[chosen],
         best_epoch=np.asarray(state.best_epoch)[chosen] if config.select_best
-        else np.full(len(chosen), epochs_run - 1),
+        else np.repeat(fold_epochs - 1, len(seeds)),
         epochs_run=epochs_run,
         train_loss=np.asarray(state.train_loss)[:, :epochs_run],
         val_loss=np.asarray(state.val_loss)[:, :epochs_run], devices=devices,
-        n_folds=n_folds,
+        n_folds=n_folds, fold_epochs=fold_epochs,
     )
 
 

@@ -4,7 +4,7 @@ every member at once (one vmapped program, in chunks of rows)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -18,13 +18,21 @@ from perturbjax.train.objective import Batch, Objective, PyTree
 class Folds:
     """Cross-validation folds trained side by side: fold f trains on rows `train_rows[f]` of the
     training table and is validated on rows `validation_rows[f]` of the validation table.
-    Every fold has the same number of rows (one compiled program); `arrays` are per-fold
-    constants (leading axis = folds) handed to the objective with every batch, e.g. loss
-    weights computed from the fold's own training rows."""
+    `arrays` are per-fold constants (leading axis = folds) handed to the objective with every
+    batch, e.g. loss weights computed from the fold's own training rows.
+
+    Folds of different sizes (`Folds.ragged`, e.g. one per held-out context) are padded to
+    the largest: `train_counts[f]` / `validation_counts[f]` say how many of a fold's rows are
+    its own. Such a fold takes its own number of steps per epoch (the steps past them leave
+    its members unchanged) and is validated on its own rows only (the objective receives a
+    `row_weight` of 0 on the padding), so it trains as it would alone.
+    """
 
     train_rows: np.ndarray
     validation_rows: np.ndarray
     arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    train_counts: np.ndarray | None = None
+    validation_counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         train, val = np.asarray(self.train_rows), np.asarray(self.validation_rows)
@@ -35,10 +43,51 @@ class Folds:
         bad = [k for k, a in self.arrays.items() if np.shape(a)[:1] != (len(train),)]
         if bad:
             raise ValueError(f"Folds.arrays {bad} must have a leading axis of {len(train)} folds")
+        for name, counts, width in (("train_counts", self.train_counts, train.shape[1]),
+                                    ("validation_counts", self.validation_counts, val.shape[1])):
+            if counts is not None and (np.shape(counts) != (len(train),)
+                                       or np.min(counts) < 1 or np.max(counts) > width):
+                raise ValueError(f"Folds.{name} must give each of the {len(train)} folds "
+                                 f"1..{width} rows, got {counts}")
+
+    @classmethod
+    def ragged(cls, train_rows: Sequence[np.ndarray], validation_rows: Sequence[np.ndarray],
+               arrays: dict[str, np.ndarray] | None = None) -> Folds:
+        """Folds of any sizes: each fold's rows, padded (with row 0) to the largest."""
+        def padded(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            counts = np.asarray([len(r) for r in rows])
+            table = np.zeros((len(rows), counts.max(initial=1)), np.int64)
+            for f, r in enumerate(rows):
+                table[f, : len(r)] = r
+            return table, counts
+
+        (train, n_train), (val, n_val) = padded(train_rows), padded(validation_rows)
+        return cls(train, val, arrays or {}, n_train, n_val)
 
     @property
     def n_folds(self) -> int:
         return len(self.train_rows)
+
+    def counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, validation rows) of each fold's own."""
+        train, val = np.asarray(self.train_rows), np.asarray(self.validation_rows)
+        return (np.full(len(train), train.shape[1]) if self.train_counts is None
+                else np.asarray(self.train_counts),
+                np.full(len(val), val.shape[1]) if self.validation_counts is None
+                else np.asarray(self.validation_counts))
+
+    @property
+    def is_ragged(self) -> bool:
+        """Whether some fold has fewer rows than the table is wide (padding to mask)."""
+        train, val = self.counts()
+        return bool((train < np.shape(self.train_rows)[1]).any()
+                    or (val < np.shape(self.validation_rows)[1]).any())
+
+    def own_rows(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, validation rows) of fold `fold`, without padding."""
+        train, val = self.counts()
+        return (np.asarray(self.train_rows)[fold, : train[fold]],
+                np.asarray(self.validation_rows)[fold, : val[fold]])
 
     def check_rows(self, n_train: int, n_validation: int) -> None:
         """Refuse row indices outside the tables (a gather would silently clip them)."""
@@ -47,13 +96,17 @@ class Folds:
             if np.min(rows) < 0 or np.max(rows) >= n:
                 raise ValueError(f"Folds.{name} must index rows 0..{n - 1} of its table")
 
-    def per_member(self, repeats: int) -> dict:
-        """Each fold's rows and arrays repeated for its seeds x learning rates (fold-major):
-        {'train_rows', 'validation_rows', 'arrays'}."""
+    def per_member(self, repeats: int, batch_size: int) -> dict:
+        """Each fold's rows, arrays and counts repeated for its seeds x learning rates
+        (fold-major): {'train_rows', 'validation_rows', 'arrays', 'n_steps',
+        'n_validation'}; `n_steps` is the fold's own steps per epoch."""
         repeat = lambda a: jnp.repeat(jnp.asarray(a), repeats, axis=0)  # noqa: E731
+        train, val = self.counts()
         return {"train_rows": repeat(self.train_rows),
                 "validation_rows": repeat(self.validation_rows),
-                "arrays": {k: repeat(v) for k, v in self.arrays.items()}}
+                "arrays": {k: repeat(v) for k, v in self.arrays.items()},
+                "n_steps": repeat((train // batch_size).astype(np.int32)),
+                "n_validation": repeat(val.astype(np.int32))}
 
 
 @dataclasses.dataclass
@@ -64,7 +117,8 @@ class FitResult:
     one fold, so simply seeds); each holds the learning rate with the lowest best validation
     loss for that (fold, seed), and `learning_rate` is that rate.
     `train_loss` / `val_loss` are (members, epochs_run) with members ordered fold, seed, rate.
-    `devices` is the number of devices the members axis was sharded over.
+    `devices` is the number of devices the members axis was sharded over. `fold_epochs` is
+    the epochs each fold ran (a fold stops early on its own; `epochs_run` is the longest).
     """
 
     seeds: tuple[int, ...]
@@ -77,6 +131,23 @@ class FitResult:
     val_loss: np.ndarray
     devices: int = 1
     n_folds: int = 1
+    fold_epochs: np.ndarray | None = None
+
+    def fold(self, fold: int) -> FitResult:
+        """Fold `fold`'s members alone, as if it had been trained by itself."""
+        if not 0 <= fold < self.n_folds:
+            raise IndexError(f"fold {fold} of a result with {self.n_folds} folds")
+        n_seeds, n_runs = len(self.seeds), len(self.train_loss) // self.n_folds
+        chosen = slice(fold * n_seeds, (fold + 1) * n_seeds)
+        runs = slice(fold * n_runs, (fold + 1) * n_runs)
+        epochs = (self.epochs_run if self.fold_epochs is None
+                  else int(self.fold_epochs[fold]))
+        take = lambda tree: jax.tree_util.tree_map(lambda a: a[chosen], tree)  # noqa: E731
+        return FitResult(
+            seeds=self.seeds, params=take(self.params), model_state=take(self.model_state),
+            learning_rate=self.learning_rate[chosen], best_epoch=self.best_epoch[chosen],
+            epochs_run=epochs, train_loss=self.train_loss[runs, :epochs],
+            val_loss=self.val_loss[runs, :epochs], devices=self.devices)
 
 
 def apply_members(fn: Callable[[PyTree, PyTree, Any], jax.Array], result: FitResult,

@@ -17,6 +17,19 @@ import optax
 
 Batch = dict[str, jax.Array]
 PyTree = Any
+# The weight of each validation row, present when folds of different sizes are padded: 0 on
+# the padding. Every validation loss is a (weighted) mean over rows (`row_mean`).
+ROW_WEIGHT = "row_weight"
+
+
+def row_mean(values: jax.Array, batch: Batch) -> jax.Array:
+    """The mean of `values` (rows on axis 0, any further axes averaged within a row); with
+    the batch's `row_weight`, a weighted mean over rows, so padded rows count for nothing."""
+    if ROW_WEIGHT not in batch:
+        return values.mean()
+    weight = batch[ROW_WEIGHT]
+    per_row = values.reshape(values.shape[0], -1).mean(axis=1)
+    return (per_row * weight).sum() / weight.sum()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +39,8 @@ class Objective:
     module: nn.Module
     # Random streams the module draws from in training; each gets its own key per step.
     rng_streams: ClassVar[tuple[str, ...]] = ("dropout",)
+    # Whether `validation_loss` takes its mean with `row_mean` (needed for padded folds).
+    weighs_validation_rows: ClassVar[bool] = False
 
     def init(self, key: jax.Array, batch: Batch) -> tuple[PyTree, PyTree]:
         """(params, model_state) for one member; model_state holds e.g. BatchNorm statistics."""
@@ -63,7 +78,8 @@ class Objective:
         raise NotImplementedError
 
     def validation_loss(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
-        """Scalar loss in eval mode, used for best-epoch selection and early stopping."""
+        """Scalar loss in eval mode, used for best-epoch selection and early stopping: a mean
+        over the batch's rows, taken with `row_mean` so that padded rows weigh nothing."""
         raise NotImplementedError
 
     def predict(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -24,6 +25,7 @@ from perturbjax.train import (
     predict_members,
 )
 from perturbjax.train.loop import trainer_for
+from perturbjax.train.objective import row_mean
 
 TINY_MODEL = mtae.MTAeConfig(hidden=(16,), latent=8, dropout=0.1, input_dropout=0.1)
 CONFIG = TrainConfig(epochs=6, batch_size=16, learning_rates=(3e-3,), warmup_steps=5,
@@ -275,9 +277,44 @@ def test_a_fold_member_trains_as_the_same_seed_alone_on_the_folds_rows(batches):
                                    rtol=2e-2, atol=2e-2)
 
 
+def test_folds_of_different_sizes_train_each_as_it_would_alone():
+    # A model without dropout or BatchNorm, so rounding is not amplified: each fold must take
+    # its own permutation and number of steps, be validated on its own rows and stop early on
+    # its own, the other fold running on.
+    pool = np.linspace(-1, 1, 96, dtype=np.float32)
+    table = {"row": np.arange(96), "y": np.where(np.arange(96) < 48, 3.0, 2.0) * pool}
+    config = TrainConfig(epochs=40, batch_size=8, learning_rates=(0.05, 0.2), patience=3)
+    train_rows, val_rows = [np.arange(0, 40), np.arange(30, 96)], [np.arange(40, 52),
+                                                                   np.arange(0, 30)]
+    objective = _PooledLinear(_Linear())
+    together = fit(objective, table, table, [0, 1], config, shared={"pool": pool},
+                   folds=Folds.ragged(train_rows, val_rows))
+    epochs = []
+    for fold in range(2):
+        rows = lambda r: {k: v[r] for k, v in table.items()}  # noqa: E731
+        alone = fit(objective, rows(train_rows[fold]), rows(val_rows[fold]), [0, 1], config,
+                    shared={"pool": pool})
+        member = together.fold(fold)
+        epochs.append(alone.epochs_run)
+        assert member.epochs_run == alone.epochs_run
+        np.testing.assert_array_equal(member.best_epoch, alone.best_epoch)
+        np.testing.assert_array_equal(member.learning_rate, alone.learning_rate)
+        np.testing.assert_allclose(member.val_loss, alone.val_loss, rtol=1e-5)
+        np.testing.assert_allclose(member.train_loss, alone.train_loss, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(_leaves(member.params), _leaves(alone.params), rtol=1e-5)
+    assert epochs[0] != epochs[1] and max(epochs) < config.epochs, epochs
+
+
+def test_ragged_folds_refuse_counts_outside_their_rows():
+    with pytest.raises(ValueError, match="train_counts must give each of the 2 folds"):
+        Folds(np.zeros((2, 3), int), np.zeros((2, 1), int), train_counts=np.array([3, 4]))
+
+
 @dataclasses.dataclass(frozen=True)
 class _PooledLinear(Objective):
     """y = w * pool[row] * scale: rows index a shared pool, `scale` is a per-fold constant."""
+
+    weighs_validation_rows: ClassVar[bool] = True
 
     def inputs(self, batch):
         return (batch["pool"][batch["row"]],)
@@ -288,7 +325,8 @@ class _PooledLinear(Objective):
         return jnp.mean((pred[:, 0] - target) ** 2), model_state
 
     def validation_loss(self, params, model_state, batch):
-        return self.loss(params, model_state, batch, None)[0]
+        pred = self.apply_eval(params, model_state, *self.inputs(batch))
+        return row_mean((pred[:, 0] - batch["y"] * batch.get("scale", 1.0)) ** 2, batch)
 
     def predict(self, params, model_state, batch):
         return self.apply_eval(params, model_state, *self.inputs(batch))
