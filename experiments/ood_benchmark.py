@@ -65,6 +65,8 @@ flags.DEFINE_string("workdir", "runs/ood_benchmark", "Output folder: one table, 
                     "cells (model, context) are read back, not trained again.")
 flags.DEFINE_bool("overwrite", False, "Replace a workdir that holds another run (other data, "
                   "configuration or schedule) instead of refusing it.")
+flags.DEFINE_list("merge_from", [], "Workdirs of the same table filled apart (e.g. one model "
+                  "per machine): their finished cells are merged into --workdir first.")
 FLAGS = flags.FLAGS
 
 
@@ -81,7 +83,8 @@ def main(argv: list[str]) -> None:
                                   names={"n_types": "synthetic_types"})
     config = config_from_flags(OODConfig, include=SETTINGS, models=models, pairing=pairing,
                                synthetic=synthetic)
-    results = run(config, FLAGS.workdir, overwrite=FLAGS.overwrite)
+    results = run(config, FLAGS.workdir, overwrite=FLAGS.overwrite,
+                  merge_from=FLAGS.merge_from)
     print(results.summary)
     print(f"outputs in {FLAGS.workdir}: metrics.csv, summary.md, ranking.csv, figures/")
 

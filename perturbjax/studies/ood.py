@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -57,7 +57,7 @@ from perturbjax.models import (
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
 from perturbjax.ot import PairingConfig
 from perturbjax.progress import Progress
-from perturbjax.studies.ood_cells import Cells
+from perturbjax.studies.ood_cells import Cells, merge_cells
 from perturbjax.studies.ood_checks import config_problems, data_problems
 from perturbjax.studies.ood_data import load_data
 from perturbjax.studies.ood_predictions import (
@@ -458,7 +458,8 @@ def held_out_split(adata: ad.AnnData, config: OODConfig, context: str) -> HoldOu
 
 
 def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
-        external: Mapping[str, ExternalModel] | None = None) -> OODResults:
+        external: Mapping[str, ExternalModel] | None = None,
+        merge_from: Sequence[str | Path] = ()) -> OODResults:
     """Run the benchmark and write its outputs into `workdir` (see the module docstring).
 
     Everything is checked before anything is written (`check_run`); a workdir holding another
@@ -467,11 +468,15 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
     resolves to the same schedule is read back, not trained again (`ood_cells`), and the
     tables and summary cover every done cell. `run.json` records progress: a run stopped
     midway keeps every finished cell, and its summary names the contexts missing. Models
-    named in `external` are trained by their own `predict` (`ExternalModel`)."""
+    named in `external` are trained by their own `predict` (`ExternalModel`). The done cells
+    of the workdirs in `merge_from`, parts of the same table filled apart, are merged in
+    first (`merge_cells`)."""
     workdir, external = Path(workdir), dict(external or {})
     adata, contexts = check_run(config, workdir, external)
     fingerprint = run_fingerprint(config, adata)
     claim_workdir(workdir, fingerprint, OUTPUTS, overwrite)
+    for model, context in merge_cells(workdir, [Path(p) for p in merge_from], fingerprint):
+        logger.info("merged the cell (%s, %s)", model, context)
     schedules = model_schedules(config, external)
     cells = Cells.read(workdir, schedules, overwrite)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -6,22 +6,39 @@ once its predictions file and its rows in `metrics.csv` are written, and `run.js
 with the model's resolved schedule. A rerun skips every done cell whose model still resolves
 to the same schedule, reading its rows back instead of training; so a stopped run loses at
 most the cell in progress, and the same command continues it.
+
+Several workdirs of one table (the same fingerprint) can be filled apart, e.g. one model per
+machine or per core, and merged: `merge_cells` brings their done cells into one workdir.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from perturbjax.files import write_csv
 from perturbjax.metrics.calibration import CALIBRATED
-from perturbjax.studies.run_record import RUN_FILE, WorkdirMismatchError, differences, normalised
+from perturbjax.studies.run_record import (
+    RUN_FILE,
+    WorkdirMismatchError,
+    differences,
+    normalised,
+    write_record,
+)
 
 # Columns of metrics.csv computed from the whole table, not stored per cell.
 ACROSS_CONTEXTS = ("discrimination", "discrimination_ceiling")
+# Columns that time a cell: they differ between two runs of the same cell.
+TIMINGS = ("scoring_seconds", "reference_seconds", "train_seconds")
+# A cell's files, per folder: responses/ is needed to read it back, predictions/ (for the
+# figures) is copied when present.
+CELL_FILES = {"responses": ".npz", "predictions": ".h5ad"}
 
 
 @dataclasses.dataclass
@@ -97,3 +114,96 @@ class Cells:
         """What `run.json` keeps of the cells."""
         return {m: {"schedule": self.schedules[m], "contexts": list(contexts)}
                 for m, contexts in self.done.items()}
+
+
+def _table(workdir: Path) -> tuple[dict, dict[str, dict], pd.DataFrame | None]:
+    """A workdir's `run.json` and its cells, and its metrics.csv (None when absent)."""
+    record_file, table = workdir / RUN_FILE, workdir / "metrics.csv"
+    record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    rows = (pd.read_csv(table, float_precision="round_trip",
+                        dtype={"model": str, "context": str, "condition": str,
+                               "decoded_as": str})
+            if table.is_file() else None)
+    return record, record.get("cells", {}), rows
+
+
+def _cell_rows(rows: pd.DataFrame, model: str, context: str) -> pd.DataFrame:
+    """A cell's rows (a model's `@nearest` rows included)."""
+    base = rows["model"].str.split("@").str[0]
+    return rows[(base == model) & (rows["context"] == context)]
+
+
+def _scores(rows: pd.DataFrame) -> pd.DataFrame:
+    """A cell's rows as two runs of it must agree on: the stored columns but the timings."""
+    kept = [c for c in rows.columns
+            if c not in (*ACROSS_CONTEXTS, *TIMINGS) and not c.endswith(CALIBRATED)]
+    return rows[sorted(kept)].reset_index(drop=True)
+
+
+def merge_cells(workdir: Path, sources: Sequence[Path], fingerprint: dict
+                ) -> list[tuple[str, str]]:
+    """Bring into `workdir` every done cell of the `sources`, workdirs of the same table
+    (`fingerprint`); returns the (model, context) cells brought.
+
+    A source of another fingerprint, a model recorded with another schedule, a cell missing
+    its responses file, or a cell both hold with other scores (timings aside) is refused
+    before anything is written. `workdir`'s own cells are kept. Files are copied first and
+    `run.json` is written last, so a merge stopped midway leaves `workdir` as it was."""
+    record, cells, rows = _table(workdir)
+    cells = {m: {"schedule": c["schedule"], "contexts": list(c["contexts"])}
+             for m, c in cells.items()}
+    copies, brought, added = [], [], {}
+    for source in sources:
+        theirs_record, theirs, their_rows = _table(source)
+        if not theirs_record:
+            raise WorkdirMismatchError(f"merge source {source}: no {RUN_FILE}; expected the "
+                                       "workdir of a benchmark run")
+        if theirs_record["fingerprint"] != normalised(fingerprint):
+            raise WorkdirMismatchError(
+                f"merge source {source} holds another table ("
+                + "; ".join(differences(theirs_record["fingerprint"], normalised(fingerprint)))
+                + "); nothing was changed")
+        for model, cell in theirs.items():
+            mine = cells.setdefault(model, {"schedule": cell["schedule"], "contexts": []})
+            if mine["schedule"] != cell["schedule"]:
+                raise WorkdirMismatchError(
+                    f"merge source {source}: model '{model}' was run with another schedule ("
+                    + "; ".join(differences(mine["schedule"], cell["schedule"]))
+                    + "); nothing was changed")
+            for context in cell["contexts"]:
+                part = (_cell_rows(their_rows, model, context) if their_rows is not None
+                        else pd.DataFrame())
+                if part.empty:
+                    continue  # recorded, but its rows were never written: not done
+                if context in mine["contexts"]:
+                    held = added.get((model, context))
+                    if held is None:
+                        held = _cell_rows(rows, model, context)
+                    if not _scores(part).equals(_scores(held)):
+                        raise WorkdirMismatchError(
+                            f"merge source {source}: cell ({model}, {context}) scores "
+                            f"otherwise than in {workdir}; nothing was changed")
+                    continue
+                response = source / "responses" / model / f"{context}{CELL_FILES['responses']}"
+                if not response.is_file():
+                    raise WorkdirMismatchError(
+                        f"merge source {source}: cell ({model}, {context}) has no responses "
+                        f"file {response}; nothing was changed")
+                copies += [(source / folder / model / f"{context}{suffix}",
+                            workdir / folder / model / f"{context}{suffix}")
+                           for folder, suffix in CELL_FILES.items()]
+                added[model, context] = part
+                mine["contexts"].append(context)
+                brought.append((model, context))
+    if not brought:
+        return brought
+    workdir.mkdir(parents=True, exist_ok=True)
+    for origin, target in copies:
+        if origin.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
+    write_csv(workdir / "metrics.csv",
+              pd.concat([*([] if rows is None else [rows]), *added.values()], ignore_index=True))
+    write_record(workdir, fingerprint, record.get("done", []), record.get("missing", []),
+                 record.get("error"), {m: c for m, c in cells.items() if c["contexts"]})
+    return brought

@@ -297,3 +297,40 @@ def test_contexts_trained_as_one_program_score_as_the_per_context_loop(h5ad, tin
     np.testing.assert_allclose(one.loc[learned, scores], loop.loc[learned, scores],
                                rtol=2e-2, atol=2e-2)
     np.testing.assert_array_equal(one.loc[~learned, scores], loop.loc[~learned, scores])
+
+
+def test_tables_filled_apart_merge_into_the_table_run_together(h5ad, tmp_path):
+    path = h5ad()
+    both = ("type_0", "type_1")
+    ood.run(_config(path, models=("linear",), held_out=both), tmp_path / "a")
+    ood.run(_config(path, models=("mean_shift",), held_out=both), tmp_path / "b")
+    merged = ood.run(_config(path, models=("linear", "mean_shift"), held_out=both),
+                     tmp_path / "merged", merge_from=[tmp_path / "a", tmp_path / "b"])
+    together = ood.run(_config(path, models=("linear", "mean_shift"), held_out=both),
+                       tmp_path / "together")
+    pd.testing.assert_frame_equal(_deterministic(merged.metrics),
+                                  _deterministic(together.metrics), check_exact=True)
+    # the merged cells were read back, not run again: their timings are the sources'
+    part = pd.read_csv(tmp_path / "a" / "metrics.csv", float_precision="round_trip")
+    mine = merged.metrics.set_index(["model", "context"]).loc[("linear", "type_1")]
+    assert mine["scoring_seconds"] == part.set_index(["model", "context"]).loc[
+        ("linear", "type_1"), "scoring_seconds"]
+
+
+def test_a_merge_of_another_table_or_of_other_scores_is_refused_untouched(h5ad, tmp_path):
+    path = h5ad()
+    ood.run(_config(path, models=("linear",)), tmp_path / "target")
+    ood.run(_config(path, models=("linear",), seeds=(2,)), tmp_path / "other_seeds")
+    ood.run(_config(path, models=("mean_shift",)), tmp_path / "tampered")
+    table = tmp_path / "tampered" / "metrics.csv"
+    rows = pd.read_csv(table)
+    rows.loc[rows["model"] == "control", "pearson_delta"] += 1e-9
+    rows.to_csv(table, index=False)
+    before = _snapshot(tmp_path / "target")
+    with pytest.raises(WorkdirMismatchError, match=r"another table \(config.seeds"):
+        ood.run(_config(path, models=("linear",)), tmp_path / "target",
+                merge_from=[tmp_path / "other_seeds"])
+    with pytest.raises(WorkdirMismatchError, match=r"cell \(control, type_0\) scores otherwise"):
+        ood.run(_config(path, models=("linear",)), tmp_path / "target",
+                merge_from=[tmp_path / "tampered"])
+    assert _snapshot(tmp_path / "target") == before
