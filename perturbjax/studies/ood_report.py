@@ -121,6 +121,18 @@ def coverage_section(coverage: pd.DataFrame, order: Sequence[str]) -> list[str]:
     ]
 
 
+def _partial_models(metrics: pd.DataFrame) -> list[str]:
+    """A line naming the models scored on fewer contexts than the table holds, if any: their
+    means are over their own contexts, not comparable with the others' as they stand."""
+    contexts = list(dict.fromkeys(metrics["context"]))
+    held = metrics.groupby("model", sort=False)["context"].agg(set)
+    partial = [f"{model} (missing {[c for c in contexts if c not in mine]})"
+               for model, mine in held.items() if len(mine) < len(contexts)]
+    return ([f"**Models not scored on every context**: {', '.join(partial)}. Their means are "
+             "over their own contexts; compare them with the others per context (below)."]
+            if partial else [])
+
+
 def summarise(metrics: pd.DataFrame, coverage: pd.DataFrame | None = None,
               missing: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
     """Rankings (`rankings`) and a markdown summary: the calibrated response metrics first
@@ -137,6 +149,7 @@ def summarise(metrics: pd.DataFrame, coverage: pd.DataFrame | None = None,
         "# OOD benchmark summary",
         *([f"**Partial run**: contexts {list(missing)} are missing (see run.json)."]
           if missing else []),
+        *_partial_models(main),
         f"{main['context'].nunique()} held-out contexts, {main['condition'].nunique()} "
         f"condition(s), {main['seed'].dropna().nunique()} seeds of the learned models. Mean "
         "± sd over contexts, conditions and seeds (references are deterministic: one row per "

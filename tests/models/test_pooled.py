@@ -30,6 +30,7 @@ def pools(tiny_adata):
             for c, x in zip(contexts, cells, strict=True)}
 
 
+@pytest.mark.slow  # 34 s on one core; the study's one-program test stays in the default run
 def test_pools_trained_as_one_program_predict_as_each_pool_alone(pools):
     # Each pool's own OT pairs (the plain tables are covered by tests/studies, one_program).
     # Tolerances are those of vmapped members against members alone (tests/train).

@@ -266,6 +266,8 @@ def test_a_table_grows_by_models_and_contexts_run_apart(h5ad, tmp_path):
     path, workdir = h5ad(), tmp_path / "run"
     ood.run(_config(path, models=("linear",), held_out=("type_0",)), workdir)
     ood.run(_config(path, models=("control",), held_out=("type_1",)), workdir)
+    assert ("Models not scored on every context**: linear (missing ['type_1'])"
+            in (workdir / "summary.md").read_text())
     grown = ood.run(_config(path, models=("linear",), held_out=("type_1",)), workdir)
     together = ood.run(_config(path, models=("linear",), held_out=("type_0", "type_1")),
                        tmp_path / "together")
@@ -273,6 +275,7 @@ def test_a_table_grows_by_models_and_contexts_run_apart(h5ad, tmp_path):
                                   _deterministic(together.metrics), check_exact=True)
     record = json.loads((workdir / RUN_FILE).read_text())
     assert record["cells"]["linear"]["contexts"] == ["type_0", "type_1"]
+    assert "not scored on every context" not in (workdir / "summary.md").read_text()
 
 
 def test_contexts_trained_as_one_program_score_as_the_per_context_loop(h5ad, tiny_adata,
