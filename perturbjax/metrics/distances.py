@@ -190,15 +190,18 @@ def compare_distances(real: np.ndarray, pred: np.ndarray, control: np.ndarray) -
 
     `wasserstein_epsilon` is the Sinkhorn epsilon of the (real, pred) pair. A ratio below 1
     means the prediction lies closer to the real perturbed cells than to the control cells; it
-    is NaN when d(control, pred) vanishes next to d(real, pred) (below 1e-6 of it: a
-    prediction equal to the control, up to float32 rounding).
+    is NaN when the prediction is the control cells themselves, or when d(control, pred)
+    vanishes next to d(real, pred) (below 1e-6 of it). A kernel estimate of d(control,
+    control) is float32 noise, not 0, and a ratio over it would be noise too.
     """
+    is_control = np.shape(pred) == np.shape(control) and np.array_equal(pred, control)
     real, pred, control = (jnp.asarray(a, jnp.float32) for a in (real, pred, control))
     out = {}
     for name, distance in DISTANCES.items():
         raw = float(distance(real, pred))
         to_control = float(distance(control, pred))
         out[name] = raw
-        out[f"{name}_ratio"] = raw / to_control if to_control > 1e-6 * abs(raw) else float("nan")
+        out[f"{name}_ratio"] = (raw / to_control if not is_control and to_control > 1e-6 * abs(raw)
+                                else float("nan"))
     out["wasserstein_epsilon"] = float(sinkhorn_epsilon(real, pred))
     return out

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from perturbjax.files import write_csv
@@ -140,13 +141,29 @@ def _scores(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[sorted(kept)].reset_index(drop=True)
 
 
+def _agree(one: pd.DataFrame, other: pd.DataFrame) -> bool:
+    """Two runs of a cell agree: the same rows and labels, and every score within float
+    rounding (relative 1e-5). The same code on another CPU sums in another order: on Kang a
+    reference's scores differ there by up to 1e-6 relative (float32 PCA distances)."""
+    one, other = _scores(one), _scores(other)
+    if list(one.columns) != list(other.columns) or len(one) != len(other):
+        return False
+    numeric = [c for c in one.columns if pd.api.types.is_numeric_dtype(one[c])
+               and pd.api.types.is_numeric_dtype(other[c])]
+    labels = [c for c in one.columns if c not in numeric]
+    return (one[labels].astype(str).equals(other[labels].astype(str))
+            and np.allclose(one[numeric].to_numpy(float), other[numeric].to_numpy(float),
+                            rtol=1e-5, atol=1e-12, equal_nan=True))
+
+
 def merge_cells(workdir: Path, sources: Sequence[Path], fingerprint: dict
                 ) -> list[tuple[str, str]]:
     """Bring into `workdir` every done cell of the `sources`, workdirs of the same table
     (`fingerprint`); returns the (model, context) cells brought.
 
     A source of another fingerprint, a model recorded with another schedule, a cell missing
-    its responses file, or a cell both hold with other scores (timings aside) is refused
+    its responses file, or a cell both hold with other scores (beyond float rounding,
+    `_agree`; timings aside) is refused
     before anything is written. `workdir`'s own cells are kept. Files are copied first and
     `run.json` is written last, so a merge stopped midway leaves `workdir` as it was."""
     record, cells, rows = _table(workdir)
@@ -179,7 +196,7 @@ def merge_cells(workdir: Path, sources: Sequence[Path], fingerprint: dict
                     held = added.get((model, context))
                     if held is None:
                         held = _cell_rows(rows, model, context)
-                    if not _scores(part).equals(_scores(held)):
+                    if not _agree(part, held):
                         raise WorkdirMismatchError(
                             f"merge source {source}: cell ({model}, {context}) scores "
                             f"otherwise than in {workdir}; nothing was changed")
