@@ -52,7 +52,15 @@ def test_first_cell_runs_in_the_full_setting(name, monkeypatch):
     assert os.path.isdir(namespace["workdir"])
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+# Notebooks of studies run end to end elsewhere in the default run (tests/studies, the
+# documented --toy commands) execute under `-m slow` (25-30 s each); the main job's and the
+# own-data one run always.
+IN_THE_DEFAULT_RUN = ("ood_benchmark.ipynb", "own_data.ipynb")
+
+
+@pytest.mark.parametrize("name", [n if n in IN_THE_DEFAULT_RUN else
+                                  pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(EXPECTED)])
 def test_notebook_executes_on_the_tiny_setting(name, monkeypatch):
     monkeypatch.setenv("PERTURBJAX_NOTEBOOK_TINY", "1")
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)

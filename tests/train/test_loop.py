@@ -257,6 +257,7 @@ def test_shared_batch_order_gives_every_seed_the_same_batches(shared):
     assert same == shared
 
 
+@pytest.mark.slow  # 19 s; the ragged-folds test below proves the same, exactly, by default
 def test_a_fold_member_trains_as_the_same_seed_alone_on_the_folds_rows(batches):
     train, val, objective = batches
     n_train, n_val = len(train["x"]), len(val["x"])
