@@ -42,6 +42,19 @@ TIMINGS = ("scoring_seconds", "reference_seconds", "train_seconds")
 CELL_FILES = {"responses": ".npz", "predictions": ".h5ad"}
 
 
+def _read_rows(table: Path) -> pd.DataFrame:
+    """metrics.csv as written: round-trip floats, labels as strings."""
+    return pd.read_csv(table, float_precision="round_trip",
+                       dtype={"model": str, "context": str, "condition": str,
+                              "decoded_as": str})
+
+
+def _cell_rows(rows: pd.DataFrame, model: str, context: str) -> pd.DataFrame:
+    """A cell's rows (a model's `@nearest` rows included)."""
+    base = rows["model"].str.split("@").str[0]
+    return rows[(base == model) & (rows["context"] == context)]
+
+
 @dataclasses.dataclass
 class Cells:
     """The done cells of a workdir: per model, its recorded schedule and done contexts, and
@@ -60,9 +73,7 @@ class Cells:
         if not record.is_file() or not table.is_file():
             return cls()
         recorded = json.loads(record.read_text()).get("cells", {})
-        rows = pd.read_csv(table, float_precision="round_trip",
-                           dtype={"model": str, "context": str, "condition": str,
-                                  "decoded_as": str})
+        rows = _read_rows(table)
         cells = cls()
         for model, cell in recorded.items():
             if model in schedules and cell["schedule"] != normalised(schedules[model]):
@@ -100,8 +111,7 @@ class Cells:
         int or None (a reference) as when it was scored."""
         if self.rows.empty:
             return []
-        base = self.rows["model"].str.split("@").str[0]
-        part = self.rows[(base == model) & (self.rows["context"] == context)]
+        part = _cell_rows(self.rows, model, context)
         return [row | {"seed": None if pd.isna(row["seed"]) else int(row["seed"])}
                 for row in part.to_dict("records")]
 
@@ -121,17 +131,7 @@ def _table(workdir: Path) -> tuple[dict, dict[str, dict], pd.DataFrame | None]:
     """A workdir's `run.json` and its cells, and its metrics.csv (None when absent)."""
     record_file, table = workdir / RUN_FILE, workdir / "metrics.csv"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
-    rows = (pd.read_csv(table, float_precision="round_trip",
-                        dtype={"model": str, "context": str, "condition": str,
-                               "decoded_as": str})
-            if table.is_file() else None)
-    return record, record.get("cells", {}), rows
-
-
-def _cell_rows(rows: pd.DataFrame, model: str, context: str) -> pd.DataFrame:
-    """A cell's rows (a model's `@nearest` rows included)."""
-    base = rows["model"].str.split("@").str[0]
-    return rows[(base == model) & (rows["context"] == context)]
+    return record, record.get("cells", {}), _read_rows(table) if table.is_file() else None
 
 
 def _scores(rows: pd.DataFrame) -> pd.DataFrame:
@@ -163,13 +163,13 @@ def merge_cells(workdir: Path, sources: Sequence[Path], fingerprint: dict
 
     A source of another fingerprint, a model recorded with another schedule, a cell missing
     its responses file, or a cell both hold with other scores (beyond float rounding,
-    `_agree`; timings aside) is refused
-    before anything is written. `workdir`'s own cells are kept. Files are copied first and
-    `run.json` is written last, so a merge stopped midway leaves `workdir` as it was."""
+    `_agree`; timings aside) is refused before anything is written. `workdir`'s own cells
+    are kept. Files are copied first and `run.json` is written last, so a merge stopped
+    midway leaves `workdir` as it was."""
     record, cells, rows = _table(workdir)
     cells = {m: {"schedule": c["schedule"], "contexts": list(c["contexts"])}
              for m, c in cells.items()}
-    copies, brought, added = [], [], {}
+    copies, added = [], {}
     for source in sources:
         theirs_record, theirs, their_rows = _table(source)
         if not theirs_record:
@@ -211,9 +211,8 @@ def merge_cells(workdir: Path, sources: Sequence[Path], fingerprint: dict
                            for folder, suffix in CELL_FILES.items()]
                 added[model, context] = part
                 mine["contexts"].append(context)
-                brought.append((model, context))
-    if not brought:
-        return brought
+    if not added:
+        return []
     workdir.mkdir(parents=True, exist_ok=True)
     for origin, target in copies:
         if origin.is_file():
@@ -223,4 +222,4 @@ def merge_cells(workdir: Path, sources: Sequence[Path], fingerprint: dict
               pd.concat([*([] if rows is None else [rows]), *added.values()], ignore_index=True))
     write_record(workdir, fingerprint, record.get("done", []), record.get("missing", []),
                  record.get("error"), {m: c for m, c in cells.items() if c["contexts"]})
-    return brought
+    return list(added)
