@@ -57,7 +57,7 @@ from perturbjax.models import (
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
 from perturbjax.ot import PairingConfig
 from perturbjax.progress import Progress
-from perturbjax.studies.ood_cells import Cells, merge_cells
+from perturbjax.studies.ood_cells import Cells, cell_file, merge_cells
 from perturbjax.studies.ood_checks import config_problems, data_problems
 from perturbjax.studies.ood_data import load_data
 from perturbjax.studies.ood_predictions import (
@@ -265,10 +265,6 @@ class ContextTruth:
                        if c in self.nearest]
 
 
-def _cell_file(workdir: Path, folder: str, model: str, context: str, suffix: str) -> Path:
-    return workdir / folder / model / f"{context}{suffix}"
-
-
 def _score(model: str, truth: ContextTruth, predictions: Predictions, runs: RunRecords
            ) -> Scored:
     """Every (seed, condition) row of one model on one context, and its predicted
@@ -306,11 +302,11 @@ def _new_cell(model: str, truth: ContextTruth, config: OODConfig,
     else:
         predictions, runs = _predict_learned(model, split, config, encoding, decoded, workdir,
                                              fitted)
-    saved = _cell_file(workdir, "predictions", model, split.context, ".h5ad")
+    saved = cell_file(workdir, "predictions", model, split.context)
     write_predictions(saved, split.control, config.spec.condition_key, model, predictions, runs)
     predictions = read_predictions(saved, config.spec.condition_key, runs)
     part = _score(model, truth, predictions, runs)
-    write_responses(_cell_file(workdir, "responses", model, split.context, ".npz"),
+    write_responses(cell_file(workdir, "responses", model, split.context),
                     [row_key(r["model"], r["condition"], r["seed"]) for r in part.rows],
                     part.predicted)
     return part, predictions
@@ -319,7 +315,7 @@ def _new_cell(model: str, truth: ContextTruth, config: OODConfig,
 def _done_cell(model: str, context: str, cells: Cells, workdir: Path) -> Scored:
     """A cell the workdir holds: its stored rows and their predicted responses."""
     rows = cells.rows_of(model, context)
-    responses = read_responses(_cell_file(workdir, "responses", model, context, ".npz"))
+    responses = read_responses(cell_file(workdir, "responses", model, context))
     part = Scored(rows=rows)
     for row in rows:
         part.predicted.append(responses[row_key(row["model"], row["condition"], row["seed"])])
@@ -329,7 +325,7 @@ def _done_cell(model: str, context: str, cells: Cells, workdir: Path) -> Scored:
 def _saved_predictions(model: str, truth: ContextTruth, config: OODConfig, cells: Cells,
                        workdir: Path) -> Predictions | None:
     """A done cell's predictions, read from its file if the workdir still has it."""
-    path = _cell_file(workdir, "predictions", model, truth.split.context, ".h5ad")
+    path = cell_file(workdir, "predictions", model, truth.split.context)
     if not path.is_file():
         return None
     runs: RunRecords = {}

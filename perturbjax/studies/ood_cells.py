@@ -42,6 +42,11 @@ TIMINGS = ("scoring_seconds", "reference_seconds", "train_seconds")
 CELL_FILES = {"responses": ".npz", "predictions": ".h5ad"}
 
 
+def cell_file(workdir: Path, folder: str, model: str, context: str) -> Path:
+    """A cell's file in one of the `CELL_FILES` folders of `workdir`."""
+    return workdir / folder / model / f"{context}{CELL_FILES[folder]}"
+
+
 def _read_rows(table: Path) -> pd.DataFrame:
     """metrics.csv as written: round-trip floats, labels as strings."""
     return pd.read_csv(table, float_precision="round_trip",
@@ -201,14 +206,13 @@ def merge_cells(workdir: Path, sources: Sequence[Path], fingerprint: dict
                             f"merge source {source}: cell ({model}, {context}) scores "
                             f"otherwise than in {workdir}; nothing was changed")
                     continue
-                response = source / "responses" / model / f"{context}{CELL_FILES['responses']}"
+                response = cell_file(source, "responses", model, context)
                 if not response.is_file():
                     raise WorkdirMismatchError(
                         f"merge source {source}: cell ({model}, {context}) has no responses "
                         f"file {response}; nothing was changed")
-                copies += [(source / folder / model / f"{context}{suffix}",
-                            workdir / folder / model / f"{context}{suffix}")
-                           for folder, suffix in CELL_FILES.items()]
+                copies += [(cell_file(source, folder, model, context),
+                            cell_file(workdir, folder, model, context)) for folder in CELL_FILES]
                 added[model, context] = part
                 mine["contexts"].append(context)
     if not added:
