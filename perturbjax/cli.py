@@ -6,13 +6,16 @@ field's own default, and `config_from_flags(Config)` builds the configuration ba
 a default is written once, in the dataclass. `run_launcher(main)` runs `main` under absl. A
 `PerturbjaxError` (bad data, flags or workdir) or a launcher's `app.UsageError` prints as
 `<launcher>: error: <message>` on stderr and exits with status 2; `--verbose` shows its
-traceback too. Any other exception is a bug and keeps its traceback.
+traceback too. Any other exception is a bug and keeps its traceback. SIGTERM (`kill`) stops a
+launcher as Ctrl-C does, so that it records where it stopped; a job started in the background
+of a script ignores SIGINT, so `kill -TERM` is the way to stop one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
 import sys
 import types
 import typing
@@ -127,17 +130,26 @@ def show_progress(asked: bool | None) -> None:
     logging.getLogger("perturbjax").setLevel(logging.INFO if shown else logging.WARNING)
 
 
+STOPPED = 128 + signal.SIGTERM  # the shell's status for a process ended by SIGTERM
+
+
 def run_launcher(main: Callable[[list[str]], None]) -> None:
-    """absl's `app.run(main)`, with the package's own errors printed in one block."""
+    """absl's `app.run(main)`, with the package's own errors printed in one block. SIGTERM
+    raises `KeyboardInterrupt` in `main`, whose handlers record the stop (a study's
+    `run.json`); the launcher then says so and exits with `STOPPED`."""
 
     def guarded(argv: list[str]) -> None:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        name = Path(sys.argv[0]).name
         try:
             main(argv)
         except (PerturbjaxError, app.UsageError) as error:
             if flags.FLAGS.verbose:
                 raise
-            name = Path(sys.argv[0]).name
             print(f"{name}: error: {error}", file=sys.stderr)
             sys.exit(USAGE_ERROR)
+        except KeyboardInterrupt:
+            print(f"{name}: stopped; every file it wrote is whole", file=sys.stderr)
+            sys.exit(STOPPED)
 
     app.run(guarded)

@@ -1,13 +1,19 @@
-"""Flags made from a configuration dataclass carry its defaults and build it back."""
+"""Flags made from a configuration dataclass carry its defaults and build it back; a
+launcher stopped by SIGTERM records the stop and says so."""
 
 from __future__ import annotations
 
 import dataclasses
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 from absl import flags
 
-from perturbjax.cli import config_from_flags, define_flags, parse_seeds
+from perturbjax.cli import STOPPED, config_from_flags, define_flags, parse_seeds
 from perturbjax.errors import PerturbjaxError
 
 
@@ -83,3 +89,36 @@ def test_progress_lines_show_when_asked_or_on_a_terminal_only(monkeypatch):
         assert logger.getEffectiveLevel() == logging.WARNING
     finally:
         logger.setLevel(level)
+
+
+LAUNCHER = """
+import sys, time
+from pathlib import Path
+from perturbjax.cli import run_launcher
+
+def main(argv):
+    marker = Path(argv[1])
+    try:
+        marker.write_text("started")
+        time.sleep(120)
+    except KeyboardInterrupt:
+        marker.write_text("stop recorded")
+        raise
+
+run_launcher(main)
+"""
+
+
+def test_a_launcher_stopped_by_sigterm_records_the_stop_says_so_and_exits_143(tmp_path):
+    script, marker = tmp_path / "launcher.py", tmp_path / "marker"
+    script.write_text(textwrap.dedent(LAUNCHER))
+    child = subprocess.Popen([sys.executable, str(script), str(marker)],
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert child.poll() is None and time.monotonic() < deadline, child.stderr.read()
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    _, errors = child.communicate(timeout=120)
+    assert (child.returncode, STOPPED) == (143, 143)
+    assert "launcher.py: stopped" in errors and marker.read_text() == "stop recorded"

@@ -75,7 +75,12 @@ from perturbjax.studies.ood_report import (
 )
 from perturbjax.studies.ood_table import Scored
 from perturbjax.studies.report import write_config, write_report
-from perturbjax.studies.run_record import RUN_FILE, claim_workdir, write_record
+from perturbjax.studies.run_record import (
+    RUN_FILE,
+    claim_workdir,
+    hold_workdirs,
+    write_record,
+)
 
 logger = logging.getLogger("perturbjax")
 
@@ -466,12 +471,22 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
     midway keeps every finished cell, and its summary names the contexts missing. Models
     named in `external` are trained by their own `predict` (`ExternalModel`). The done cells
     of the workdirs in `merge_from`, parts of the same table filled apart, are merged in
-    first (`merge_cells`)."""
+    first (`merge_cells`). The workdir and the merge sources are held for the run
+    (`hold_workdirs`): another process running in one of them is refused."""
     workdir, external = Path(workdir), dict(external or {})
+    sources = [Path(p) for p in merge_from]
     adata, contexts = check_run(config, workdir, external)
+    with hold_workdirs([workdir, *(s for s in sources if s.is_dir())]):
+        return _run_held(config, workdir, sources, adata, contexts, overwrite, external)
+
+
+def _run_held(config: OODConfig, workdir: Path, sources: list[Path], adata: ad.AnnData,
+              contexts: list[str], overwrite: bool, external: dict[str, ExternalModel]
+              ) -> OODResults:
+    """`run`, once its inputs are checked and its workdirs held."""
     fingerprint = run_fingerprint(config, adata)
     claim_workdir(workdir, fingerprint, OUTPUTS, overwrite)
-    for model, context in merge_cells(workdir, [Path(p) for p in merge_from], fingerprint):
+    for model, context in merge_cells(workdir, sources, fingerprint):
         logger.info("merged the cell (%s, %s)", model, context)
     schedules = model_schedules(config, external)
     cells = Cells.read(workdir, schedules, overwrite)

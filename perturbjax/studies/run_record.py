@@ -6,13 +6,20 @@ data's content. A rerun in the same workdir resumes only when its fingerprint is
 Otherwise it is refused before any file there changes, with the fields that differ, unless
 `overwrite` removes the old outputs first. `run.json` also says whether the run completed,
 which contexts are done and which are missing.
+
+A running study holds its workdir (`hold_workdirs`): a second process asking for the same
+workdir, to run in it or to merge from it, is refused while the first one runs, so that two
+writers never overwrite each other's table.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +27,48 @@ from perturbjax.errors import PerturbjaxError
 from perturbjax.files import write_text
 
 RUN_FILE = "run.json"
+LOCK_FILE = ".lock"  # locked while a run holds its folder; holds that process's id
 
 
 class WorkdirMismatchError(PerturbjaxError):
     """The workdir holds a run of other data, configuration or schedule."""
+
+
+class WorkdirBusyError(PerturbjaxError):
+    """Another process is running in the workdir."""
+
+
+@contextlib.contextmanager
+def _held(workdir: Path) -> Iterator[None]:
+    if workdir.exists() and not workdir.is_dir():
+        raise WorkdirMismatchError(f"workdir {workdir} is a file; expected a folder")
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise WorkdirBusyError(
+                f"workdir {workdir} is in use by a run still going (process {holder}); "
+                "nothing was changed. Wait for it to end or stop it (kill -TERM), then "
+                "rerun") from None
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        yield  # the lock ends when the file closes, or when the process dies
+
+
+@contextlib.contextmanager
+def hold_workdirs(workdirs: Sequence[Path]) -> Iterator[None]:
+    """Hold each of `workdirs` (created if absent) for the duration of the block, or refuse
+    with `WorkdirBusyError` if another process holds one. The hold is an advisory lock
+    (`fcntl.flock`) on its `LOCK_FILE`, released even if the process is killed."""
+    distinct = list(dict.fromkeys(Path(w).resolve() for w in workdirs))
+    with contextlib.ExitStack() as stack:
+        for workdir in distinct:
+            stack.enter_context(_held(workdir))
+        yield
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -54,8 +99,6 @@ def claim_workdir(workdir: Path, fingerprint: dict, outputs: Sequence[str],
     A workdir holding a run with another fingerprint (or outputs with no `run.json`) is
     refused, naming what changed; with `overwrite`, its `outputs` (names inside it) are removed
     first. Nothing is written here."""
-    if workdir.exists() and not workdir.is_dir():
-        raise WorkdirMismatchError(f"workdir {workdir} is a file; expected a folder")
     present = [name for name in outputs if (workdir / name).exists()]
     if not present:
         return

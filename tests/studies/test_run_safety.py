@@ -19,7 +19,12 @@ from perturbjax.errors import PerturbjaxError, RunValidationError
 from perturbjax.studies import ood
 from perturbjax.studies.drug_response import DrugStudyConfig
 from perturbjax.studies.perturbx import PerturbXStudyConfig
-from perturbjax.studies.run_record import RUN_FILE, WorkdirMismatchError
+from perturbjax.studies.run_record import (
+    RUN_FILE,
+    WorkdirBusyError,
+    WorkdirMismatchError,
+    hold_workdirs,
+)
 from perturbjax.studies.signatures import SignatureStudyConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -341,3 +346,19 @@ def test_a_merge_of_another_table_or_of_other_scores_is_refused_untouched(h5ad, 
         ood.run(_config(path, models=("linear",)), tmp_path / "target",
                 merge_from=[tmp_path / "tampered"])
     assert _snapshot(tmp_path / "target") == before
+
+
+def test_a_run_or_merge_on_a_workdir_another_run_holds_is_refused_untouched(h5ad, tmp_path):
+    path = h5ad()
+    target, source = tmp_path / "target", tmp_path / "source"
+    ood.run(_config(path, models=("linear",)), target)
+    ood.run(_config(path, models=("mean_shift",)), source)
+    before = _snapshot(target)
+    both = _config(path, models=("linear", "mean_shift"))
+    for busy in (target, source):
+        with hold_workdirs([busy]):  # a second open of the lock file, as another process has
+            with pytest.raises(WorkdirBusyError, match=f"{busy.name} is in use by a run"):
+                ood.run(both, target, merge_from=[source])
+        assert _snapshot(target) == before
+    merged = ood.run(both, target, merge_from=[source])  # once neither is held
+    assert {"linear", "mean_shift"} <= set(merged.metrics["model"])
