@@ -133,6 +133,25 @@ def _partial_models(metrics: pd.DataFrame) -> list[str]:
             if partial else [])
 
 
+# The headline table: the response first (mean, DEGs, telling contexts apart), then the
+# distance of the predicted cells to the real ones.
+TABLE_HEADLINE = ["pearson_delta_top100", "degs_robust", "discrimination", "edistance"]
+
+
+def headline_table(metrics: pd.DataFrame) -> str:
+    """The table's headline as markdown: per model, the number of contexts it was scored on
+    and the mean over them of each `TABLE_HEADLINE` metric (each context weighs the same),
+    best pearson_delta_top100 first; the replicate ceiling last. README quotes it."""
+    per_context = metrics.groupby(["model", "context"])[TABLE_HEADLINE].mean()
+    table = per_context.groupby("model").mean()
+    table.insert(0, "contexts", per_context.groupby("model").size())
+    table = table.sort_values("pearson_delta_top100", ascending=False)
+    ceiling = (metrics.drop_duplicates(["context", "condition"])
+               .groupby("context")[[m + CEILING for m in TABLE_HEADLINE]].mean().mean())
+    table.loc["replicate ceiling"] = [""] + ceiling.to_list()
+    return markdown_table(table.rename(columns={"edistance": "E-distance"}))
+
+
 def summarise(metrics: pd.DataFrame, coverage: pd.DataFrame | None = None,
               missing: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
     """Rankings (`rankings`) and a markdown summary: the calibrated response metrics first
@@ -167,6 +186,8 @@ def summarise(metrics: pd.DataFrame, coverage: pd.DataFrame | None = None,
         "0 = no better than a trivial reference, 1 = as good as a replicate of the real "
         "cells, < 0 = worse than a trivial reference; blank where the ceiling is no better "
         "than the floor.",
+        "## Headline: mean over each model's contexts (last row: the replicate ceiling)",
+        headline_table(main),
         "## Response metrics, calibrated",
         markdown_table(_mean_sd_table(main, calibrated, ranking.index)
                        .set_axis(RESPONSE_SUMMARY, axis=1)),

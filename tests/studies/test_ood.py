@@ -11,6 +11,7 @@ from perturbjax.data import hold_out, make_perturbation_data
 from perturbjax.metrics import HeldOutReference, evaluate_prediction
 from perturbjax.metrics.conformal import leave_one_context_out
 from perturbjax.studies import ood
+from perturbjax.studies.ood_report import headline_table
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,3 +196,19 @@ def test_alternating_and_paired_variants_train_and_are_ranked_on_the_species_des
 def test_every_variant_trains_and_is_ranked_on_the_species_design(tmp_path):
     from perturbjax.models import MULTI_TASK
     _species_study((*MULTI_TASK, "control"), tmp_path)
+
+
+def test_the_headline_weighs_each_context_the_same_and_ends_with_the_ceiling():
+    rows = pd.DataFrame({
+        "model": ["a", "a", "a", "a", "b"], "context": ["c1", "c1", "c1", "c2", "c1"],
+        "condition": "stim", "pearson_delta_top100": [0.1, 0.2, 0.3, 0.8, 0.4],
+        "degs_robust": 0.0, "discrimination": 1.0, "edistance": [1.0, 1.0, 1.0, 3.0, 2.0],
+        "pearson_delta_top100_ceiling": [0.9, 0.9, 0.9, 0.7, 0.9], "degs_robust_ceiling": 0.5,
+        "discrimination_ceiling": 1.0, "edistance_ceiling": 0.0})
+    lines = headline_table(rows).splitlines()
+    assert lines[0] == ("| model | contexts | pearson_delta_top100 | degs_robust | "
+                        "discrimination | E-distance |")
+    # a: the mean of c1's 0.2 and c2's 0.8, not of its four rows (0.35)
+    assert lines[2:] == ["| a | 2 | 0.500 | 0.000 | 1.000 | 2.000 |",
+                         "| b | 1 | 0.400 | 0.000 | 1.000 | 2.000 |",
+                         "| replicate ceiling |  | 0.800 | 0.500 | 1.000 | 0.000 |"]
