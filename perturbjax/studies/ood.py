@@ -78,7 +78,7 @@ from perturbjax.studies.report import write_config, write_report
 from perturbjax.studies.run_record import (
     RUN_FILE,
     claim_workdir,
-    hold_workdirs,
+    hold_workdir,
     write_record,
 )
 
@@ -471,12 +471,12 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
     midway keeps every finished cell, and its summary names the contexts missing. Models
     named in `external` are trained by their own `predict` (`ExternalModel`). The done cells
     of the workdirs in `merge_from`, parts of the same table filled apart, are merged in
-    first (`merge_cells`). The workdir and the merge sources are held for the run
-    (`hold_workdirs`): another process running in one of them is refused."""
+    first (`merge_cells`); a source may still be running. The workdir is held for the run
+    (`hold_workdir`): a run in a workdir that another process holds is refused."""
     workdir, external = Path(workdir), dict(external or {})
     sources = [Path(p) for p in merge_from]
     adata, contexts = check_run(config, workdir, external)
-    with hold_workdirs([workdir, *(s for s in sources if s.is_dir())]):
+    with hold_workdir(workdir):
         return _run_held(config, workdir, sources, adata, contexts, overwrite, external)
 
 

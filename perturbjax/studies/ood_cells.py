@@ -170,7 +170,9 @@ def merge_cells(workdir: Path, sources: Sequence[Path], fingerprint: dict
     its responses file, or a cell both hold with other scores (beyond float rounding,
     `_agree`; timings aside) is refused before anything is written. `workdir`'s own cells
     are kept. Files are copied first and `run.json` is written last, so a merge stopped
-    midway leaves `workdir` as it was."""
+    midway leaves `workdir` as it was. A source still running can be read: it writes a
+    cell's files, then metrics.csv, then run.json, and its run.json is read first, so every
+    cell it lists has its rows and files."""
     record, cells, rows = _table(workdir)
     cells = {m: {"schedule": c["schedule"], "contexts": list(c["contexts"])}
              for m, c in cells.items()}

@@ -7,9 +7,9 @@ Otherwise it is refused before any file there changes, with the fields that diff
 `overwrite` removes the old outputs first. `run.json` also says whether the run completed,
 which contexts are done and which are missing.
 
-A running study holds its workdir (`hold_workdirs`): a second process asking for the same
-workdir, to run in it or to merge from it, is refused while the first one runs, so that two
-writers never overwrite each other's table.
+A running study holds its workdir (`hold_workdir`): a second process asking to run in the
+same workdir is refused while the first one runs, so that two writers never overwrite each
+other's table.
 """
 
 from __future__ import annotations
@@ -39,7 +39,11 @@ class WorkdirBusyError(PerturbjaxError):
 
 
 @contextlib.contextmanager
-def _held(workdir: Path) -> Iterator[None]:
+def hold_workdir(workdir: Path) -> Iterator[None]:
+    """Hold `workdir` (created if absent) for the duration of the block, or refuse with
+    `WorkdirBusyError` if another process holds it. The hold is an advisory lock
+    (`fcntl.flock`) on its `LOCK_FILE`, released when the file closes, even if the process
+    is killed."""
     if workdir.exists() and not workdir.is_dir():
         raise WorkdirMismatchError(f"workdir {workdir} is a file; expected a folder")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -56,18 +60,6 @@ def _held(workdir: Path) -> Iterator[None]:
         lock.truncate(0)
         lock.write(f"{os.getpid()}\n")
         lock.flush()
-        yield  # the lock ends when the file closes, or when the process dies
-
-
-@contextlib.contextmanager
-def hold_workdirs(workdirs: Sequence[Path]) -> Iterator[None]:
-    """Hold each of `workdirs` (created if absent) for the duration of the block, or refuse
-    with `WorkdirBusyError` if another process holds one. The hold is an advisory lock
-    (`fcntl.flock`) on its `LOCK_FILE`, released even if the process is killed."""
-    distinct = list(dict.fromkeys(Path(w).resolve() for w in workdirs))
-    with contextlib.ExitStack() as stack:
-        for workdir in distinct:
-            stack.enter_context(_held(workdir))
         yield
 
 
