@@ -133,13 +133,17 @@ def show_progress(asked: bool | None) -> None:
 STOPPED = 128 + signal.SIGTERM  # the shell's status for a process ended by SIGTERM
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)  # recorded as "KeyboardInterrupt: SIGTERM"
+
+
 def run_launcher(main: Callable[[list[str]], None]) -> None:
     """absl's `app.run(main)`, with the package's own errors printed in one block. SIGTERM
     raises `KeyboardInterrupt` in `main`, whose handlers record the stop (a study's
     `run.json`); the launcher then says so and exits with `STOPPED`."""
 
     def guarded(argv: list[str]) -> None:
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _stop)
         name = Path(sys.argv[0]).name
         try:
             main(argv)

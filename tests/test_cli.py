@@ -101,8 +101,8 @@ def main(argv):
     try:
         marker.write_text("started")
         time.sleep(120)
-    except KeyboardInterrupt:
-        marker.write_text("stop recorded")
+    except KeyboardInterrupt as stop:
+        marker.write_text(f"stop recorded: {stop}")
         raise
 
 run_launcher(main)
@@ -121,4 +121,4 @@ def test_a_launcher_stopped_by_sigterm_records_the_stop_says_so_and_exits_143(tm
     child.send_signal(signal.SIGTERM)
     _, errors = child.communicate(timeout=120)
     assert (child.returncode, STOPPED) == (143, 143)
-    assert "launcher.py: stopped" in errors and marker.read_text() == "stop recorded"
+    assert "launcher.py: stopped" in errors and marker.read_text() == "stop recorded: SIGTERM"
