@@ -28,6 +28,7 @@ from perturbjax.models.fitting import (
     fit_on_pairs,
     predict_decoded,
 )
+from perturbjax.models.inner_selection import fit_on_inner_hold_outs
 from perturbjax.models.pooled import fit_pools
 from perturbjax.ot import PairingConfig
 from perturbjax.train import FitResult, TrainConfig
@@ -105,7 +106,8 @@ class Fitted:
 
     def runs(self, condition: str) -> list[dict]:
         part = self._part(condition)
-        result = part.result
+        # Folds that select together share each seed's epoch and rate: the first tells them.
+        result = part.result.fold(0) if part.result.select_together else part.result
         return [{"seed": seed, "epochs_run": result.epochs_run, "best_epoch": int(best) + 1,
                  "learning_rate": float(lr), "train_seconds": part.seconds}
                 for seed, best, lr in zip(result.seeds, result.best_epoch, result.learning_rate,
@@ -241,10 +243,22 @@ class ModelFamily:
         if len(pools) == 1:
             fingerprint["data"] = fingerprint["data"][0]
 
+        inner = train_config.inner_contexts
+        if inner and (len(pools) > 1 or self.pairing == "unpaired"):
+            raise ValueError(f"model '{self.name}', configuration '{settings.configuration}', "
+                             "selects on inner held-out contexts, which trains one pool of "
+                             "paired or plain rows at a time: train context by context")
+
         def fit_once(pairs: bool, workdir: Path | None, extra: dict,
                      warm_start: FitResult | None = None) -> FitResult:
             unpaired = self.pairing == "unpaired"
             common = {"workdir": workdir, "fingerprint": {**fingerprint, **extra}}
+            if inner:
+                return fit_on_inner_hold_outs(objective, train_config, pools[0].cells, spec,
+                                              encoding, seeds,
+                                              settings.pairing if pairs else None,
+                                              warm_start=warm_start,
+                                              self_pairs=self.self_pairs, **common)
             if len(pools) > 1:
                 return fit_pools(objective, train_config, [p.cells for p in pools], spec,
                                  encoding, seeds, pairs=pairs, pairing=settings.pairing,

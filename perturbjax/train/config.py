@@ -27,6 +27,10 @@ class TrainConfig:
         None trains every epoch.
       select_best: keep the parameters of the best validation epoch (else the last).
       validation_fraction: share of each (context, condition) group held out for validation.
+      inner_contexts: select instead on how well the model predicts this many training
+        contexts whose perturbed cells it did not see, each a fold of the same program
+        (`perturbjax.models.inner_selection`; no validation split then); 0: on the
+        validation split's loss.
       checkpoint_every: save an orbax checkpoint every this many epochs (0: never).
       shared_batch_order: every member visits the cells in the same shuffled order (seeds
         still differ in initialisation and dropout). The mini-batch is then the same for all
@@ -48,6 +52,7 @@ class TrainConfig:
     patience: int | None = 20
     select_best: bool = True
     validation_fraction: float = 0.1
+    inner_contexts: int = 0
     checkpoint_every: int = 0
     shared_batch_order: bool = False
     learning_rate_multipliers: tuple[tuple[str, float], ...] = ()
@@ -66,8 +71,10 @@ class TrainConfig:
         if any(factor <= 0 for _, factor in self.learning_rate_multipliers):
             problems.append(f"learning_rate_multipliers {self.learning_rate_multipliers} "
                             "must be positive")
-        if self.warmup_steps < 0 or self.checkpoint_every < 0 or self.decay_every < 0:
-            problems.append("warmup_steps, checkpoint_every and decay_every must be >= 0")
+        if min(self.warmup_steps, self.checkpoint_every, self.decay_every,
+               self.inner_contexts) < 0:
+            problems.append("warmup_steps, checkpoint_every, decay_every and inner_contexts "
+                            "must be >= 0")
         if not all(0.0 <= b < 1.0 for b in self.adam_betas) or not 0 < self.decay_factor <= 1:
             problems.append(f"adam_betas {self.adam_betas} must lie in [0, 1) and "
                             f"decay_factor ({self.decay_factor}) in (0, 1]")

@@ -84,6 +84,7 @@ class _Layout:
 
     train_sizes: tuple[int, ...]
     ragged: bool = False
+    select_together: bool = False
 
 
 class Trainer:
@@ -138,13 +139,21 @@ class Trainer:
                    shared: Batch | None, fold: dict | None, epoch: jax.Array,
                    running: jax.Array, layout: _Layout) -> TrainState:
         orders = self._orders(state.key, epoch, layout)
-        member = functools.partial(self._epoch_member, ragged=layout.ragged)
-        return jax.vmap(member, in_axes=(0, None, None, None, 0, None, 0, 0))(
-            state, train, validation, shared, fold, epoch, orders, running)
+        member = functools.partial(self._train_member, ragged=layout.ragged)
+        trained, val = jax.vmap(member, in_axes=(0, None, None, None, 0, None, 0))(
+            state, train, validation, shared, fold, epoch, orders)
+        score = val
+        if layout.select_together:  # each (seed, rate): its mean over the folds, in every fold
+            n_folds = len(layout.train_sizes)
+            score = jnp.tile(val.reshape(n_folds, -1).mean(axis=0), n_folds)
+        return jax.vmap(self._keep_best, in_axes=(0, 0, 0, 0, None, 0))(
+            state, trained, val, score, epoch, running)
 
-    def _epoch_member(self, state: TrainState, train: Batch, validation: Batch,
+    def _train_member(self, state: TrainState, train: Batch, validation: Batch,
                       shared: Batch | None, fold: dict | None, epoch: jax.Array,
-                      order: jax.Array, running: jax.Array, ragged: bool) -> TrainState:
+                      order: jax.Array, ragged: bool) -> tuple[TrainState, jax.Array]:
+        """One member's epoch of steps: its trained state (best-epoch bookkeeping aside)
+        and its validation loss."""
         extra = {**(shared or {}), **(fold["arrays"] if fold else {})}
         n_steps = order.shape[0] // self.config.batch_size
         own_steps = fold["n_steps"] if ragged else n_steps
@@ -175,20 +184,26 @@ class Trainer:
                 validation = {**validation,
                               ROW_WEIGHT: (rows < fold["n_validation"]).astype(jnp.float32)}
         val = self.objective.validation_loss(params, model_state, {**validation, **extra})
+        trained = state.replace(params=params, model_state=model_state, opt_state=opt_state,
+                                train_loss=state.train_loss.at[epoch].set(train_loss))
+        return trained, val
+
+    def _keep_best(self, state: TrainState, trained: TrainState, val: jax.Array,
+                   score: jax.Array, epoch: jax.Array, running: jax.Array) -> TrainState:
+        """Record the epoch's validation loss and keep the parameters if `score` (the loss
+        model selection reads) improved; a member that is not `running` keeps `state`."""
         patience = self.config.patience
         still_waiting = (True if patience is None
                          else epoch - state.best_epoch <= patience)
-        improved = (val < state.best_val) & still_waiting
-        trained = state.replace(
-            params=params, model_state=model_state, opt_state=opt_state,
-            best_params=keep_if(improved, params, state.best_params),
-            best_model_state=keep_if(improved, model_state, state.best_model_state),
-            best_val=jnp.where(improved, val, state.best_val),
+        improved = (score < state.best_val) & still_waiting
+        kept = trained.replace(
+            best_params=keep_if(improved, trained.params, state.best_params),
+            best_model_state=keep_if(improved, trained.model_state, state.best_model_state),
+            best_val=jnp.where(improved, score, state.best_val),
             best_epoch=jnp.where(improved, epoch, state.best_epoch).astype(jnp.int32),
-            train_loss=state.train_loss.at[epoch].set(train_loss),
             val_loss=state.val_loss.at[epoch].set(val),
         )
-        return keep_if(running, trained, state)
+        return keep_if(running, kept, state)
 
     def cost_per_epoch(self, state: TrainState, train: Batch, validation: Batch,
                        shared: Batch | None = None, folds: Folds | None = None) -> float:
@@ -240,7 +255,8 @@ class Trainer:
                   ) -> TrainState:
         """One epoch of every member (`member_folds` from `folds.per_member`); members
         where `running` is False keep their state."""
-        layout = (_Layout(tuple(int(n) for n in folds.counts()[0]), folds.is_ragged) if folds
+        layout = (_Layout(tuple(int(n) for n in folds.counts()[0]), folds.is_ragged,
+                          folds.select_together) if folds
                   else _Layout((_n_cells(train),)))
         running = (np.ones(state.key.shape[0], bool) if running is None
                    else np.asarray(running, bool))
@@ -383,7 +399,8 @@ def fit(
         if checkpointer:
             checkpointer.close()
     return _select(state, seeds, config, epochs_run, n_folds,
-                   devices=len(jax.devices()) if shardings else 1)
+                   devices=len(jax.devices()) if shardings else 1,
+                   select_together=bool(folds and folds.select_together))
 
 
 def _warm_started(state: TrainState, start: FitResult, n_rates: int) -> TrainState:
@@ -428,7 +445,8 @@ def _fold_epochs(state: TrainState, epochs_run: int, patience: int | None, n_fol
 
 
 def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
-            epochs_run: int, n_folds: int, devices: int) -> FitResult:
+            epochs_run: int, n_folds: int, devices: int, select_together: bool = False
+            ) -> FitResult:
     """Per (fold, seed), the learning rate with the lowest best validation loss."""
     n_rates = len(config.learning_rates)
     fold_epochs = _fold_epochs(state, epochs_run, config.patience, n_folds)
@@ -445,7 +463,7 @@ def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
         epochs_run=epochs_run,
         train_loss=np.asarray(state.train_loss)[:, :epochs_run],
         val_loss=np.asarray(state.val_loss)[:, :epochs_run], devices=devices,
-        n_folds=n_folds, fold_epochs=fold_epochs,
+        n_folds=n_folds, fold_epochs=fold_epochs, select_together=select_together,
     )
 
 

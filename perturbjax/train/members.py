@@ -26,6 +26,10 @@ class Folds:
     its own. Such a fold takes its own number of steps per epoch (the steps past them leave
     its members unchanged) and is validated on its own rows only (the objective receives a
     `row_weight` of 0 on the padding), so it trains as it would alone.
+
+    `select_together` makes the folds inner hold-outs of one model: each (seed, learning
+    rate) chooses its epoch, and then its rate, by its validation loss averaged over the
+    folds, so every fold of a seed stops and is kept at the same epoch and rate.
     """
 
     train_rows: np.ndarray
@@ -33,6 +37,7 @@ class Folds:
     arrays: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     train_counts: np.ndarray | None = None
     validation_counts: np.ndarray | None = None
+    select_together: bool = False
 
     def __post_init__(self) -> None:
         train, val = np.asarray(self.train_rows), np.asarray(self.validation_rows)
@@ -52,7 +57,8 @@ class Folds:
 
     @classmethod
     def ragged(cls, train_rows: Sequence[np.ndarray], validation_rows: Sequence[np.ndarray],
-               arrays: dict[str, np.ndarray] | None = None) -> Folds:
+               arrays: dict[str, np.ndarray] | None = None, select_together: bool = False
+               ) -> Folds:
         """Folds of any sizes: each fold's rows, padded (with row 0) to the largest."""
         def padded(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
             counts = np.asarray([len(r) for r in rows])
@@ -62,7 +68,7 @@ class Folds:
             return table, counts
 
         (train, n_train), (val, n_val) = padded(train_rows), padded(validation_rows)
-        return cls(train, val, arrays or {}, n_train, n_val)
+        return cls(train, val, arrays or {}, n_train, n_val, select_together)
 
     @property
     def n_folds(self) -> int:
@@ -119,6 +125,8 @@ class FitResult:
     `train_loss` / `val_loss` are (members, epochs_run) with members ordered fold, seed, rate.
     `devices` is the number of devices the members axis was sharded over. `fold_epochs` is
     the epochs each fold ran (a fold stops early on its own; `epochs_run` is the longest).
+    `select_together`: the folds are inner hold-outs of one model (`Folds.select_together`),
+    so each seed predicts with the mean of its folds' members (`apply_members`).
     """
 
     seeds: tuple[int, ...]
@@ -132,6 +140,7 @@ class FitResult:
     devices: int = 1
     n_folds: int = 1
     fold_epochs: np.ndarray | None = None
+    select_together: bool = False
 
     def fold(self, fold: int) -> FitResult:
         """Fold `fold`'s members alone, as if it had been trained by itself."""
@@ -154,9 +163,11 @@ def apply_members(fn: Callable[[PyTree, PyTree, Any], jax.Array], result: FitRes
                   rows: Any, chunk: int = 4096, per_member: bool = False,
                   shared: Batch | None = None) -> np.ndarray:
     """`fn(params, model_state, rows)` for every (fold, seed) member, in chunks of rows, as
-    one vmapped program: array (members, rows, ...). `rows` (an array or a dict of arrays)
-    holds the rows on axis 0, the same for every member, or with `per_member` on axis 1, one
-    slice per member; `shared` arrays (a dict `rows`) are given whole with every chunk."""
+    one vmapped program: array (members, rows, ...), or (seeds, rows, ...) for a result
+    whose folds select together (each seed: the mean of its folds). `rows` (an array or a
+    dict of arrays) holds the rows on axis 0, the same for every member, or with
+    `per_member` on axis 1, one slice per member; `shared` arrays (a dict `rows`) are given
+    whole with every chunk."""
     apply = jax.jit(jax.vmap(fn, in_axes=(0, 0, 0 if per_member else None)))
     axis = 1 if per_member else 0
     n = jax.tree_util.tree_leaves(rows)[0].shape[axis]
@@ -168,7 +179,10 @@ def apply_members(fn: Callable[[PyTree, PyTree, Any], jax.Array], result: FitRes
             part = {**part, **shared}
         parts.append(np.asarray(apply(result.params, result.model_state, part)))
     n_members = result.n_folds * len(result.seeds)
-    return np.concatenate(parts, axis=1) if parts else np.zeros((n_members, 0))
+    values = np.concatenate(parts, axis=1) if parts else np.zeros((n_members, 0))
+    if result.select_together:
+        values = values.reshape(result.n_folds, len(result.seeds), *values.shape[1:]).mean(0)
+    return values
 
 
 def predict_members(objective: Objective, result: FitResult, batch: Batch,
