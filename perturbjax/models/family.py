@@ -11,6 +11,7 @@ its training phases when the study shortens or lengthens the run. A study sees n
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,11 +29,13 @@ from perturbjax.models.fitting import (
     fit_on_pairs,
     predict_decoded,
 )
-from perturbjax.models.inner_selection import fit_on_inner_hold_outs
+from perturbjax.models.inner_selection import choose_inner_contexts, fit_on_inner_hold_outs
 from perturbjax.models.pooled import fit_pools
 from perturbjax.ot import PairingConfig
 from perturbjax.train import FitResult, TrainConfig
 from perturbjax.train.objective import Objective
+
+logger = logging.getLogger("perturbjax")
 
 PAIRINGS = ("none", "ot", "plus_ot", "unpaired")
 # Model schedules counted in epochs: phases, and scButterfly's KL warm-up.
@@ -244,6 +247,13 @@ class ModelFamily:
             fingerprint["data"] = fingerprint["data"][0]
 
         inner = train_config.inner_contexts
+        if inner and len(pools) == 1 and not choose_inner_contexts(pools[0].cells, spec, inner):
+            logger.warning("model '%s', configuration '%s': the pool has fewer than 2 training "
+                           "contexts with control and perturbed cells, so the learning rate "
+                           "and epoch are chosen on the validation reconstruction instead of "
+                           "inner held-out contexts", self.name, settings.configuration)
+            inner = 0
+            train_config = dataclasses.replace(train_config, inner_contexts=0)
         if inner and (len(pools) > 1 or self.pairing == "unpaired"):
             raise ValueError(f"model '{self.name}', configuration '{settings.configuration}', "
                              "selects on inner held-out contexts, which trains one pool of "

@@ -47,19 +47,15 @@ CONDITION_WEIGHT = "inner_condition_weight"  # (codes,): 1 where the context has
 
 def choose_inner_contexts(cells: ad.AnnData, spec: PerturbationSpec, n: int) -> list[str]:
     """The `n` training contexts with control and perturbed cells whose smaller side is
-    largest (the most reliable scores; ties by name). At least two such contexts are needed,
-    so that every fold still trains on some context's perturbed cells."""
+    largest (the most reliable scores; ties by name); none when fewer than two such
+    contexts exist, since every fold must still train on some context's perturbed cells."""
     context = cells.obs[spec.context_key].astype(str).to_numpy()
     control = is_control(cells, spec)
     sizes = {c: min((control & (context == c)).sum(), (~control & (context == c)).sum())
              for c in sorted(set(context))}
     eligible = sorted((c for c, size in sizes.items() if size > 0),
                       key=lambda c: (-sizes[c], c))
-    if len(eligible) < 2:
-        raise ValueError(f"selection on inner held-out contexts needs at least 2 training "
-                         f"contexts with control and perturbed cells; the pool has "
-                         f"{eligible}: use the configuration 'reconstruction'")
-    return eligible[:n]
+    return eligible[:n] if len(eligible) >= 2 else []
 
 
 def inner_folds(cells: ad.AnnData, spec: PerturbationSpec, encoding: ConditionEncoding,
@@ -138,6 +134,9 @@ def fit_on_inner_hold_outs(objective: Objective, train_config: TrainConfig, trai
     `pairing`, the rows are `pair_table`s in a PCA of `train` (as `fit_on_pairs`); without,
     each cell is its own target (as `fit_on_anndata`)."""
     contexts = choose_inner_contexts(train, spec, train_config.inner_contexts)
+    if not contexts:
+        raise ValueError("selection on inner held-out contexts needs at least 2 training "
+                         "contexts with control and perturbed cells")
     shared = None
     if pairing is None:
         table = batch_of(train, encoding.codes(train, spec), context_codes(train, spec))

@@ -172,6 +172,7 @@ class TrainedModel:
                           "seeds": list(result.seeds), "epochs_run": result.epochs_run,
                           "best_epoch": np.asarray(result.best_epoch).tolist(),
                           "learning_rate": np.asarray(result.learning_rate).tolist(),
+                          "n_folds": result.n_folds, "select_together": result.select_together,
                           "seconds": part.seconds})
         calibration = []
         for i, (condition, residuals) in enumerate((self.calibration or {}).items()):
@@ -274,7 +275,8 @@ def load(path: str | Path) -> TrainedModel:
                            learning_rate=np.asarray(entry["learning_rate"]),
                            best_epoch=np.asarray(entry["best_epoch"]),
                            epochs_run=entry["epochs_run"], train_loss=np.zeros((0, 0)),
-                           val_loss=np.zeros((0, 0)))
+                           val_loss=np.zeros((0, 0)), n_folds=entry.get("n_folds", 1),
+                           select_together=entry.get("select_together", False))
         parts[entry["condition"]] = TrainedProgram(family.build(model_config, pool.task()),
                                                    result, pool, entry["seconds"])
     calibration = None

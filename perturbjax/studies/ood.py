@@ -421,6 +421,14 @@ def check_run(config: OODConfig, workdir: Path, external: Collection[str] = ()
         check_model_names([m for m in config.models if m not in external])
     except ValueError as error:
         problems.append(str(error))
+    if config.one_program and not problems:  # the models resolve only with valid settings
+        inner = [m for m in config.models if m in LEARNED
+                 and LEARNED[m].configured(fit_settings(config))[1].inner_contexts]
+        if inner:
+            problems.append(f"one_program: {inner} select on inner held-out contexts "
+                            f"(configuration '{config.configuration}'), trained one pool at a "
+                            "time: train context by context, or use the configuration "
+                            "'reconstruction'")
     if problems:
         raise RunValidationError("the run's settings", problems)
     adata = load_data(config)

@@ -49,9 +49,18 @@ def _changed(before, after):
                                                       strict=True))
 
 
-def test_every_variant_is_registered_with_original_and_default_configurations():
-    assert set(MULTI_TASK) == {"mtae", "mtae_adv", "mtae_advg", "mtvae", "mtae_ot", "mtae_plus_ot",
-                            "mtvae_ot", "mtvae_plus_ot"}
+def test_every_variant_is_registered_with_original_default_and_reconstruction_configurations():
+    assert set(MULTI_TASK) == {"mtae", "mtae_adv", "mtae_advg", "mtvae", "mtae_ot",
+                               "mtae_ot_response", "mtae_plus_ot", "mtvae_ot", "mtvae_plus_ot"}
+    for family in MULTI_TASK.values():
+        assert set(family.configs) == {"original", "default", "reconstruction"}
+        # The default differs from `reconstruction` in how it selects, nothing else.
+        (model, train), (before, before_train) = (family.config("default"),
+                                                  family.config("reconstruction"))
+        assert model == before and (train.inner_contexts, before_train.inner_contexts) == (2, 0)
+        assert dataclasses.replace(train, inner_contexts=0) == before_train
+    assert LEARNED["mtae_ot_response"].config("default")[0].decode_response
+    assert LEARNED["mtae_ot_response"].pairing == "ot"
     adv, adv_train = LEARNED["mtae_adv"].config("original")
     assert (adv.discriminator, adv.adversarial_weight, adv.discriminator_hidden,
             adv.discriminator_dropout) == ("condition", 0.01, (32,), 0.1)
