@@ -67,6 +67,9 @@ flags.DEFINE_bool("overwrite", False, "Replace a workdir that holds another run 
                   "configuration or schedule) instead of refusing it.")
 flags.DEFINE_list("merge_from", [], "Workdirs of the same table filled apart (e.g. one model "
                   "per machine): their finished cells are merged into --workdir first.")
+flags.DEFINE_list("merge_models", None, "With --merge_from: merge only these models' cells "
+                  "(others are neither brought nor compared; e.g. a source whose references "
+                  "were computed on another machine).")
 FLAGS = flags.FLAGS
 
 
@@ -84,7 +87,7 @@ def main(argv: list[str]) -> None:
     config = config_from_flags(OODConfig, include=SETTINGS, models=models, pairing=pairing,
                                synthetic=synthetic)
     results = run(config, FLAGS.workdir, overwrite=FLAGS.overwrite,
-                  merge_from=FLAGS.merge_from)
+                  merge_from=FLAGS.merge_from, merge_models=FLAGS.merge_models)
     print(results.summary)
     print(f"outputs in {FLAGS.workdir}: metrics.csv, summary.md, ranking.csv, figures/")
 

@@ -468,7 +468,8 @@ def held_out_split(adata: ad.AnnData, config: OODConfig, context: str) -> HoldOu
 
 def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
         external: Mapping[str, ExternalModel] | None = None,
-        merge_from: Sequence[str | Path] = ()) -> OODResults:
+        merge_from: Sequence[str | Path] = (),
+        merge_models: Collection[str] | None = None) -> OODResults:
     """Run the benchmark and write its outputs into `workdir` (see the module docstring).
 
     Everything is checked before anything is written (`check_run`); a workdir holding another
@@ -479,22 +480,24 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
     midway keeps every finished cell, and its summary names the contexts missing. Models
     named in `external` are trained by their own `predict` (`ExternalModel`). The done cells
     of the workdirs in `merge_from`, parts of the same table filled apart, are merged in
-    first (`merge_cells`); a source may still be running. The workdir is held for the run
+    first (`merge_cells`; with `merge_models`, those models' cells only); a source may still
+    be running. The workdir is held for the run
     (`hold_workdir`): a run in a workdir that another process holds is refused."""
     workdir, external = Path(workdir), dict(external or {})
     sources = [Path(p) for p in merge_from]
     adata, contexts = check_run(config, workdir, external)
     with hold_workdir(workdir):
-        return _run_held(config, workdir, sources, adata, contexts, overwrite, external)
+        return _run_held(config, workdir, sources, adata, contexts, overwrite, external,
+                         merge_models)
 
 
 def _run_held(config: OODConfig, workdir: Path, sources: list[Path], adata: ad.AnnData,
-              contexts: list[str], overwrite: bool, external: dict[str, ExternalModel]
-              ) -> OODResults:
+              contexts: list[str], overwrite: bool, external: dict[str, ExternalModel],
+              merge_models: Collection[str] | None = None) -> OODResults:
     """`run`, once its inputs are checked and its workdir held."""
     fingerprint = run_fingerprint(config, adata)
     claim_workdir(workdir, fingerprint, OUTPUTS, overwrite)
-    for model, context in merge_cells(workdir, sources, fingerprint):
+    for model, context in merge_cells(workdir, sources, fingerprint, merge_models):
         logger.info("merged the cell (%s, %s)", model, context)
     schedules = model_schedules(config, external)
     cells = Cells.read(workdir, schedules, overwrite)

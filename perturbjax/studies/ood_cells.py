@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,10 +161,12 @@ def _agree(one: pd.DataFrame, other: pd.DataFrame) -> bool:
                             rtol=1e-5, atol=1e-12, equal_nan=True))
 
 
-def merge_cells(workdir: Path, sources: Sequence[Path], fingerprint: dict
-                ) -> list[tuple[str, str]]:
+def merge_cells(workdir: Path, sources: Sequence[Path], fingerprint: dict,
+                models: Collection[str] | None = None) -> list[tuple[str, str]]:
     """Bring into `workdir` every done cell of the `sources`, workdirs of the same table
-    (`fingerprint`); returns the (model, context) cells brought.
+    (`fingerprint`), or with `models` only those models' cells (the others are neither
+    brought nor compared: a source's references computed on another machine round
+    otherwise); returns the (model, context) cells brought.
 
     A source of another fingerprint, a model recorded with another schedule, a cell missing
     its responses file, or a cell both hold with other scores (beyond float rounding,
@@ -188,6 +190,8 @@ def merge_cells(workdir: Path, sources: Sequence[Path], fingerprint: dict
                 + "; ".join(differences(theirs_record["fingerprint"], normalised(fingerprint)))
                 + "); nothing was changed")
         for model, cell in theirs.items():
+            if models is not None and model not in models:
+                continue
             mine = cells.setdefault(model, {"schedule": cell["schedule"], "contexts": []})
             if mine["schedule"] != cell["schedule"]:
                 raise WorkdirMismatchError(

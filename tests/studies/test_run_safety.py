@@ -354,6 +354,27 @@ def test_a_merge_of_another_table_or_of_other_scores_is_refused_untouched(h5ad, 
     assert _snapshot(tmp_path / "target") == before
 
 
+def test_a_merge_of_named_models_brings_their_cells_and_leaves_the_others_uncompared(
+        h5ad, tmp_path):
+    path = h5ad()
+    target, source = tmp_path / "target", tmp_path / "source"
+    ood.run(_config(path, models=("mean_shift",)), target)
+    ood.run(_config(path, models=("linear",)), source)
+    table = source / "metrics.csv"  # the source's references, as another machine rounds them
+    rows = pd.read_csv(table, float_precision="round_trip")
+    rows.loc[rows["model"] == "control", "degs_robust"] += 1e-3
+    rows.to_csv(table, index=False)
+    with pytest.raises(WorkdirMismatchError, match=r"cell \(control, type_0\) scores otherwise"):
+        ood.run(_config(path, models=("linear",)), target, merge_from=[source])
+    merged = ood.run(_config(path, models=("linear",)), target, merge_from=[source],
+                     merge_models=("linear",)).metrics.set_index("model")
+    theirs = rows.set_index("model")
+    # linear was brought, not run again (its timing is the source's); control stayed the target's
+    assert merged.loc["linear", "scoring_seconds"] == theirs.loc["linear", "scoring_seconds"]
+    assert merged.loc["control", "degs_robust"] == pytest.approx(
+        theirs.loc["control", "degs_robust"] - 1e-3, abs=1e-12)
+
+
 def test_a_run_in_a_workdir_another_run_holds_is_refused_untouched_but_it_may_merge_from_it(
         h5ad, tmp_path):
     path = h5ad()
