@@ -335,41 +335,29 @@ def test_tables_filled_apart_merge_into_the_table_run_together(h5ad, tmp_path):
         ("linear", "type_1"), "scoring_seconds"]
 
 
-def test_a_merge_of_another_table_or_of_other_scores_is_refused_untouched(h5ad, tmp_path):
-    path = h5ad()
-    ood.run(_config(path, models=("linear",)), tmp_path / "target")
-    ood.run(_config(path, models=("linear",), seeds=(2,)), tmp_path / "other_seeds")
-    ood.run(_config(path, models=("mean_shift",)), tmp_path / "tampered")
-    table = tmp_path / "tampered" / "metrics.csv"
-    rows = pd.read_csv(table)
-    rows.loc[rows["model"] == "control", "degs_robust"] += 1e-3  # beyond rounding
-    rows.to_csv(table, index=False)
-    before = _snapshot(tmp_path / "target")
-    with pytest.raises(WorkdirMismatchError, match=r"another table \(config.seeds"):
-        ood.run(_config(path, models=("linear",)), tmp_path / "target",
-                merge_from=[tmp_path / "other_seeds"])
-    with pytest.raises(WorkdirMismatchError, match=r"cell \(control, type_0\) scores otherwise"):
-        ood.run(_config(path, models=("linear",)), tmp_path / "target",
-                merge_from=[tmp_path / "tampered"])
-    assert _snapshot(tmp_path / "target") == before
-
-
-def test_a_merge_of_named_models_brings_their_cells_and_leaves_the_others_uncompared(
+def test_a_merge_of_another_table_or_of_other_scores_is_refused_untouched_unless_by_model(
         h5ad, tmp_path):
     path = h5ad()
-    target, source = tmp_path / "target", tmp_path / "source"
+    target, tampered = tmp_path / "target", tmp_path / "tampered"
     ood.run(_config(path, models=("mean_shift",)), target)
-    ood.run(_config(path, models=("linear",)), source)
-    table = source / "metrics.csv"  # the source's references, as another machine rounds them
+    ood.run(_config(path, models=("mean_shift",), seeds=(2,)), tmp_path / "other_seeds")
+    ood.run(_config(path, models=("linear",)), tampered)
+    table = tampered / "metrics.csv"  # its references, as another machine might round them
     rows = pd.read_csv(table, float_precision="round_trip")
-    rows.loc[rows["model"] == "control", "degs_robust"] += 1e-3
+    rows.loc[rows["model"] == "control", "degs_robust"] += 1e-3  # beyond rounding
     rows.to_csv(table, index=False)
+    before = _snapshot(target)
+    with pytest.raises(WorkdirMismatchError, match=r"another table \(config.seeds"):
+        ood.run(_config(path, models=("linear",)), target,
+                merge_from=[tmp_path / "other_seeds"])
     with pytest.raises(WorkdirMismatchError, match=r"cell \(control, type_0\) scores otherwise"):
-        ood.run(_config(path, models=("linear",)), target, merge_from=[source])
-    merged = ood.run(_config(path, models=("linear",)), target, merge_from=[source],
+        ood.run(_config(path, models=("linear",)), target, merge_from=[tampered])
+    assert _snapshot(target) == before
+    # By model: linear's cell is brought (its timing is the source's: read back, not run
+    # again); the tampered control cell is neither brought nor compared.
+    merged = ood.run(_config(path, models=("linear",)), target, merge_from=[tampered],
                      merge_models=("linear",)).metrics.set_index("model")
     theirs = rows.set_index("model")
-    # linear was brought, not run again (its timing is the source's); control stayed the target's
     assert merged.loc["linear", "scoring_seconds"] == theirs.loc["linear", "scoring_seconds"]
     assert merged.loc["control", "degs_robust"] == pytest.approx(
         theirs.loc["control", "degs_robust"] - 1e-3, abs=1e-12)
