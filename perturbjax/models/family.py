@@ -246,14 +246,14 @@ class ModelFamily:
         if len(pools) == 1:
             fingerprint["data"] = fingerprint["data"][0]
 
-        inner = train_config.inner_contexts
-        if inner and len(pools) == 1 and not choose_inner_contexts(pools[0].cells, spec, inner):
+        if (train_config.inner_contexts and len(pools) == 1
+                and not choose_inner_contexts(pools[0].cells, spec, train_config.inner_contexts)):
             logger.warning("model '%s', configuration '%s': the pool has fewer than 2 training "
                            "contexts with control and perturbed cells, so the learning rate "
                            "and epoch are chosen on the validation reconstruction instead of "
                            "inner held-out contexts", self.name, settings.configuration)
-            inner = 0
             train_config = dataclasses.replace(train_config, inner_contexts=0)
+        inner = train_config.inner_contexts
         if inner and (len(pools) > 1 or self.pairing == "unpaired"):
             raise ValueError(f"model '{self.name}', configuration '{settings.configuration}', "
                              "selects on inner held-out contexts, which trains one pool of "

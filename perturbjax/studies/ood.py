@@ -493,7 +493,7 @@ def run(config: OODConfig, workdir: str | Path, overwrite: bool = False,
 
 def _run_held(config: OODConfig, workdir: Path, sources: list[Path], adata: ad.AnnData,
               contexts: list[str], overwrite: bool, external: dict[str, ExternalModel],
-              merge_models: Collection[str] | None = None) -> OODResults:
+              merge_models: Collection[str] | None) -> OODResults:
     """`run`, once its inputs are checked and its workdir held."""
     fingerprint = run_fingerprint(config, adata)
     claim_workdir(workdir, fingerprint, OUTPUTS, overwrite)

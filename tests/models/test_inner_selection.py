@@ -37,7 +37,7 @@ def pool(tiny_adata):
                         encoding)
 
 
-def _fold_batch(folds, validation, fold: int, width: int) -> dict:
+def _fold_batch(folds, validation, fold: int) -> dict:
     """What the loop hands the objective for a fold: its padded rows and its arrays."""
     rows = np.asarray(folds.validation_rows[fold])
     n = int(folds.counts()[1][fold])
@@ -53,7 +53,7 @@ def test_the_device_score_is_one_minus_the_host_pearson_delta_top100(pool):
                                     contexts)
     context = cells.obs[spec.context_key].astype(str).to_numpy()
     for f, name in enumerate(contexts):
-        batch = _fold_batch(folds, validation, f, folds.validation_rows.shape[1])
+        batch = _fold_batch(folds, validation, f)
         # A prediction unlike the truth: each control cell plus noise on a shifted mean.
         noise = jax.random.normal(jax.random.PRNGKey(f), batch["x"].shape)
         prediction = batch["x"] + 0.3 + 0.5 * noise
