@@ -114,14 +114,27 @@ def read_response(path: str | os.PathLike, drug: str, measure: str = "LN_IC50",
 
 
 def _read_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The named arrays of a shared .npz file, or an error naming the file and what is absent."""
+    """The named arrays of a shared .npz file, or an error naming the file and what is absent.
+
+    Arrays are read as plain data only: an object array (a pickle, which would run code on
+    load) is refused, naming the file and array; strings must be stored as fixed-width text.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"{path}: GDSC file not found")
-    with np.load(path, allow_pickle=True) as data:
+    with np.load(path, allow_pickle=False) as data:
         missing = set(names) - set(data.files)
         if missing:
             raise DataValidationError(f"{path}: missing arrays {sorted(missing)}")
-        return {name: data[name] for name in names}
+        arrays = {}
+        for name in names:
+            try:
+                arrays[name] = data[name]
+            except ValueError as error:
+                raise DataValidationError(
+                    f"{path}: array '{name}' holds Python objects (a pickle), which are never "
+                    "loaded; store numbers, or text as a fixed-width string array "
+                    "(numpy dtype 'U')") from error
+        return arrays
 
 
 def read_expression_npz(path: str | os.PathLike) -> pd.DataFrame:
