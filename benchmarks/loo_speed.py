@@ -30,7 +30,7 @@ from peak import matmul_peak
 
 from perturbjax.data.splits import stratified_validation_mask
 from perturbjax.files import write_text
-from perturbjax.models import LEARNED, FitSettings
+from perturbjax.models import FitSettings, get_model
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool, batch_of, context_codes
 from perturbjax.studies import ood
 from perturbjax.train import Trainer
@@ -54,7 +54,7 @@ def run_arm(args: argparse.Namespace, one_program: bool) -> tuple[float, pd.Data
 
 def training_flops(args: argparse.Namespace, metrics: pd.DataFrame) -> float:
     """XLA's FLOPs of the steps the contexts' fits took (a model on plain cell tables)."""
-    family = LEARNED[args.model]
+    family = get_model(args.model)
     config = ood.OODConfig(data=args.data, models=(args.model,), epochs=args.epochs)
     adata = ood.load_data(config)
     encoding = ConditionEncoding.from_adata(adata, config.spec)
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="runs/loo_speed")
     parser.add_argument("--out", default=None, help="also write the report here (markdown)")
     args = parser.parse_args()
-    if LEARNED[args.model].pairing != "none":
+    if get_model(args.model).pairing != "none":
         parser.error("FLOPs are counted for models trained on plain cell tables "
                      "(pairing 'none'), e.g. mtae, mtvae, mtae_adv, scgen")
     peak = matmul_peak()

@@ -8,8 +8,8 @@ source of its own flow. It runs in its own environment (`--peer_python`, made fr
 process per held-out type training every seed in turn; that file fixes its few settings. This
 driver hands it each held-out type's training pool and control cells, reads its predicted cells
 back, and lets `perturbjax.studies.ood.run` score them and add them to the workdir's table
-(`ExternalModel`). A finished (cellflow, type) cell is read back, not trained again, so a
-stopped run continues where it stopped.
+(registered as a `models.peer.PeerModel`). A finished (cellflow, type) cell is read back,
+not trained again, so a stopped run continues where it stopped.
 
   python benchmarks/peer_cellflow.py --peer_python /path/to/cellflow-venv/bin/python \
       [--held_out B,NK] [--workdir runs/kang_valid]
@@ -24,11 +24,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 
 from perturbjax.data import shared_data_dir
 from perturbjax.data.schema import PerturbationSpec
-from perturbjax.data.splits import HoldOut
+from perturbjax.models import register_model
+from perturbjax.models.peer import PeerModel
 from perturbjax.studies import ood
 
 RUNNER = Path(__file__).with_name("cellflow_peer_run.py")
@@ -37,7 +39,7 @@ NAME = "cellflow"
 
 @dataclasses.dataclass(frozen=True)
 class CellFlowPeer:
-    """CellFlow behind the benchmark's `ExternalModel` protocol."""
+    """CellFlow's runner (`models.peer.PeerRunner`): one process per held-out type."""
 
     peer_python: str
     iterations: int | None = None  # None: the runner's own setting
@@ -47,13 +49,14 @@ class CellFlowPeer:
         """What its cells depend on: the runner's code and the iterations asked for."""
         return {"runner": RUNNER.read_text(), "iterations": self.iterations}
 
-    def predict(self, split: HoldOut, spec: PerturbationSpec, conditions: list[str],
-                seeds: tuple[int, ...]) -> tuple[dict, dict]:
+    def __call__(self, train_cells: ad.AnnData, control_cells: ad.AnnData,
+                 spec: PerturbationSpec, conditions: list[str], seeds: tuple[int, ...]
+                 ) -> tuple[dict, dict]:
         predictions, runs = {}, {}
         with tempfile.TemporaryDirectory() as folder:
             train, control = Path(folder) / "train.h5ad", Path(folder) / "control.h5ad"
-            split.train.write_h5ad(train)
-            split.control.write_h5ad(control)
+            train_cells.write_h5ad(train)
+            control_cells.write_h5ad(control)
             for condition in conditions:
                 out = Path(folder) / "predicted.npz"
                 command = [self.peer_python, str(RUNNER), "--train", str(train),
@@ -92,8 +95,9 @@ def main() -> None:
     config = ood.OODConfig(data=data, models=(NAME,),
                            held_out=tuple(c for c in args.held_out.split(",") if c),
                            seeds=tuple(int(s) for s in args.seeds.split(",")))
-    results = ood.run(config, args.workdir,
-                      external={NAME: CellFlowPeer(args.peer_python, args.iterations)})
+    peer = CellFlowPeer(args.peer_python, args.iterations)
+    register_model(PeerModel(NAME, peer, peer.schedule))
+    results = ood.run(config, args.workdir)
     print(results.summary)
 
 

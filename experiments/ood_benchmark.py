@@ -23,7 +23,7 @@ from absl import logging as absl_logging
 
 from perturbjax.cli import config_from_flags, define_flags, run_launcher, show_progress
 from perturbjax.data import SyntheticConfig
-from perturbjax.models import MODEL_NAMES
+from perturbjax.models import configuration_names, model_names
 from perturbjax.models.mtae import CONDITIONINGS
 from perturbjax.ot import PairingConfig
 from perturbjax.studies.ood import DESIGNS, OODConfig, available_models, run
@@ -42,8 +42,10 @@ define_flags(OODConfig, {
     "counts": "X holds raw counts: apply normalize_total + log1p first.",
     "n_top_genes": "Keep this many HVGs of the training pool.",
     "held_out": "Contexts to hold out (default: every context).",
-    "models": f"Models to run, or 'all' (those the design allows): {list(MODEL_NAMES)}.",
-    "configuration": "Named model configuration: default | original.",
+    "models": f"Models to run, or 'all' (those the design allows): {list(model_names())}.",
+    "configuration": "Named configuration of the learned models: "
+                     f"{' | '.join(configuration_names())} (a baseline runs its published one "
+                     "under any name).",
     "seeds": "Seeds, trained together as one vmapped program.",
     "epochs": "Override the configuration's number of epochs.",
     "checkpoint_every": "Epochs between orbax checkpoints (0: none).",

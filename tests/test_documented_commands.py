@@ -227,6 +227,7 @@ HOW_TO_RUN: dict[str, Run] = {
         needs=("gdsc",), inputs=_mixseq_release),
     # benchmarks
     "python benchmarks/train_speed.py": Run(cheaper="--epochs 1", slow=True),
+    "python benchmarks/route_digests.py --out before.json": Run(slow=True),
     "python benchmarks/linear_speed.py": Run(cheaper="--skip-sklearn-lasso", slow=True),
     "python benchmarks/grid_speed.py": Run(cheaper="--points 4 --epochs-scale 0.02", slow=True),
     "python benchmarks/perturbx_speed.py": Run(cheaper="--epochs 2", slow=True),

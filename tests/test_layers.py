@@ -17,19 +17,29 @@ def layer_of(part: str) -> int:
 
 
 def imports(path: Path) -> list[str]:
-    """The absolute imports of `path`, as dotted module names."""
+    """The absolute imports of `path`, as dotted names (`from perturbjax import x` as
+    `perturbjax.x`: a submodule, or a name of the package root)."""
     names = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        if isinstance(node, ast.ImportFrom) and node.module == "perturbjax" and node.level == 0:
+            names += [f"perturbjax.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.append(node.module)
         elif isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
     return names
 
 
+def is_root_name(root: Path, name: str) -> bool:
+    """Whether `perturbjax.<name>` is a name defined by the package root, not a submodule:
+    the root imports from every layer, so it is above them all."""
+    return not ((root / f"{name}.py").is_file() or (root / name).is_dir())
+
+
 def upward_imports(root: Path) -> list[str]:
     """Every `module -> imported module` pair that goes from a lower layer to a higher one
-    (the launchers and benchmarks are above every layer of the package)."""
+    (the launchers and benchmarks are above every layer of the package, and so are the names
+    of the package root)."""
     found = []
     for path in sorted(root.rglob("*.py")):
         parts = path.relative_to(root).with_suffix("").parts
@@ -39,7 +49,9 @@ def upward_imports(root: Path) -> list[str]:
         for name in imports(path):
             target = name.split(".")
             if target[0] in ("experiments", "benchmarks") or (
-                    target[0] == "perturbjax" and len(target) > 1 and layer_of(target[1]) > mine):
+                    target[0] == "perturbjax" and len(target) > 1
+                    and (layer_of(target[1]) > mine
+                         or (len(target) == 2 and is_root_name(root, target[1])))):
                 found.append(f"{path.relative_to(root.parent)} -> {name}")
     return found
 
@@ -62,3 +74,12 @@ def test_the_launchers_are_above_the_package(tmp_path):
     (tmp_path / "studies" / "ood.py").write_text("import experiments.ood_benchmark\n")
     assert upward_imports(tmp_path) == [f"{tmp_path.name}/studies/ood.py -> "
                                         "experiments.ood_benchmark"]
+
+
+def test_the_layer_check_finds_a_name_imported_from_the_package_root(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "trained.py").write_text(
+        "from perturbjax import __version__\nfrom perturbjax import plots\n")
+    (tmp_path / "plots.py").write_text("")
+    assert upward_imports(tmp_path) == [f"{tmp_path.name}/models/trained.py -> "
+                                        "perturbjax.__version__"]

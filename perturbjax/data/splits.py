@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import anndata as ad
 import numpy as np
@@ -30,12 +31,20 @@ def is_control(adata: ad.AnnData, spec: PerturbationSpec) -> np.ndarray:
     return (adata.obs[spec.condition_key].astype(str) == str(spec.control_value)).to_numpy()
 
 
+def hold_out_mask(adata: ad.AnnData, spec: PerturbationSpec,
+                  contexts: Sequence[str]) -> np.ndarray:
+    """The cells no model may train on when `contexts` are held out: their perturbed cells
+    (their control cells stay in the training pool, as the input of every prediction). The
+    one statement of the hold-out rule."""
+    in_held = adata.obs[spec.context_key].astype(str).isin(list(contexts)).to_numpy()
+    return in_held & ~is_control(adata, spec)
+
+
 def hold_out(adata: ad.AnnData, spec: PerturbationSpec, context: str) -> HoldOut:
     """Split `adata` for held-out `context` following the benchmark protocol."""
     validate(adata, spec, held_out=context, source=adata.uns.get("source"))
     in_context = (adata.obs[spec.context_key].astype(str) == context).to_numpy()
-    control = is_control(adata, spec)
-    held_perturbed = in_context & ~control
+    held_perturbed = hold_out_mask(adata, spec, [context])
     if not held_perturbed.any():
         raise ValueError(
             f"held-out context '{context}' has no perturbed cells to compare predictions with"
@@ -43,7 +52,7 @@ def hold_out(adata: ad.AnnData, spec: PerturbationSpec, context: str) -> HoldOut
     return HoldOut(
         context=context,
         train=adata[~held_perturbed].copy(),
-        control=adata[in_context & control].copy(),
+        control=adata[in_context & is_control(adata, spec)].copy(),
         truth=adata[held_perturbed].copy(),
     )
 

@@ -1,54 +1,49 @@
-"""Models by name: learned families (each with named configurations) and references."""
+"""Models by name: every built-in model registered once (`registry`), learned families (each
+with named configurations) and references alike."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import numpy as np
-
-from perturbjax.data.schema import PerturbationSpec
-from perturbjax.data.splits import HoldOut
 from perturbjax.models import mtae, scbutterfly, scgen, scpregan, scvidr
-from perturbjax.models.family import Batching, FitSettings, Fitted, ModelFamily
+from perturbjax.models.family import ModelFamily
 from perturbjax.models.references import (
+    ReferenceModel,
     predict_control,
     predict_linear,
     predict_mean_shift,
     predict_mean_shift_balanced,
 )
+from perturbjax.models.registry import (
+    check_model_names,
+    floor_references,
+    get_model,
+    model_names,
+    register_model,
+    unregister_model,
+)
+from perturbjax.models.settings import FitSettings
 
-Reference = Callable[[HoldOut, PerturbationSpec, str], np.ndarray]
+for _name, (_configs, _pairing) in mtae.VARIANTS.items():
+    register_model(ModelFamily(_name, _configs, mtae.build, _pairing, adjust=mtae.adjust))
+register_model(ModelFamily("scgen", scgen.CONFIGS, scgen.build, predict=scgen.predict,
+                           per_condition=True))
+register_model(ModelFamily("scvidr", scvidr.CONFIGS, scvidr.build,
+                           predict=scvidr.predict_single, per_condition=True))
+register_model(ModelFamily("scpregan", scpregan.CONFIGS, scpregan.build, pairing="unpaired",
+                           per_condition=True))
+register_model(ModelFamily("scbutterfly", scbutterfly.CONFIGS, scbutterfly.build,
+                           pairing="ot", per_condition=True, self_pairs=False))
+register_model(ModelFamily("scvidr_multi", scvidr.CONFIGS, scvidr.build,
+                           predict=scvidr.predict_multi, doses_only=True))
+register_model(ReferenceModel("control", predict_control, floor=True))
+register_model(ReferenceModel("mean_shift", predict_mean_shift, floor=True))
+register_model(ReferenceModel("mean_shift_balanced", predict_mean_shift_balanced, floor=True))
+register_model(ReferenceModel("linear", predict_linear))
 
-MULTI_TASK: dict[str, ModelFamily] = {
-    name: ModelFamily(name, configs, mtae.build, pairing, adjust=mtae.adjust)
-    for name, (configs, pairing) in mtae.VARIANTS.items()
-}
-BASELINES: dict[str, ModelFamily] = {
-    "scgen": ModelFamily("scgen", scgen.CONFIGS, scgen.build, predict=scgen.predict,
-                         per_condition=True),
-    "scvidr": ModelFamily("scvidr", scvidr.CONFIGS, scvidr.build,
-                          predict=scvidr.predict_single, per_condition=True),
-    "scpregan": ModelFamily("scpregan", scpregan.CONFIGS, scpregan.build, pairing="unpaired",
-                            per_condition=True),
-    "scbutterfly": ModelFamily("scbutterfly", scbutterfly.CONFIGS, scbutterfly.build,
-                               pairing="ot", per_condition=True, self_pairs=False),
-    "scvidr_multi": ModelFamily("scvidr_multi", scvidr.CONFIGS, scvidr.build,
-                                predict=scvidr.predict_multi, doses_only=True),
-}
-LEARNED: dict[str, ModelFamily] = {**MULTI_TASK, **BASELINES}
-REFERENCES: dict[str, Reference] = {
-    "control": predict_control,
-    "mean_shift": predict_mean_shift,
-    "mean_shift_balanced": predict_mean_shift_balanced,
-    "linear": predict_linear,
-}
-MODEL_NAMES = tuple(LEARNED) + tuple(REFERENCES)
-__all__ = ["BASELINES", "LEARNED", "MODEL_NAMES", "MULTI_TASK", "REFERENCES", "Batching",
-           "FitSettings", "Fitted", "ModelFamily", "check_model_names"]
+__all__ = ["FitSettings", "ModelFamily", "check_model_names", "configuration_names",
+           "floor_references", "get_model", "model_names", "register_model", "unregister_model"]
 
 
-def check_model_names(names: tuple[str, ...] | list[str]) -> None:
-    """Raise a clear error for any model name that is neither learned nor a reference."""
-    unknown = [n for n in names if n not in MODEL_NAMES]
-    if unknown:
-        raise ValueError(f"unknown models {unknown}; available: {list(MODEL_NAMES)}")
+def configuration_names() -> tuple[str, ...]:
+    """Every named configuration of the registered learned models."""
+    return tuple(sorted({name for model in model_names("learned")
+                         for name in getattr(get_model(model), "configs", {})}))

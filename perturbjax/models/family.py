@@ -1,11 +1,12 @@
-"""A learned model family: its named configurations, how it trains and how it predicts.
+"""A learned model family: its named configurations, how it trains and what it needs.
 
 `family.fit(pool, seeds, settings, workdir)` trains every seed of the family as one program on a
-training pool and returns a `Fitted`, whose `predict(control cells, condition)` gives one
-prediction per seed. Everything a family does differently lives here: optimal-transport
-pairing and the warm start of the "plus OT" variants, one fit per condition for
-single-perturbation models, the configuration's own adjustments (`adjust`), and the scaling of
-its training phases when the study shortens or lengthens the run. A study sees none of it.
+training pool and returns a `Fitted` (`family_fit`), whose `predict(control cells, condition)`
+gives one prediction per seed. Everything a family does differently lives here: its passes
+(`routes`: optimal-transport pairs, the warm start of the "plus OT" variants, inner-context
+selection), one fit per condition for single-perturbation models, the configuration's own
+adjustments (`adjust`), the scaling of its training phases when the study shortens or
+lengthens the run, and what it needs of a pool. A study sees none of it.
 """
 
 from __future__ import annotations
@@ -21,23 +22,19 @@ import anndata as ad
 import numpy as np
 
 from perturbjax.data.fingerprint import content_hash
-from perturbjax.models.fitting import (
-    ConditionEncoding,
-    Task,
-    TrainingPool,
-    fit_on_anndata,
-    fit_on_pairs,
-    predict_decoded,
-)
-from perturbjax.models.inner_selection import choose_inner_contexts, fit_on_inner_hold_outs
-from perturbjax.models.pooled import fit_pools
-from perturbjax.ot import PairingConfig
+from perturbjax.data.schema import PerturbationSpec
+from perturbjax.data.splits import is_control, stratified_validation_mask
+from perturbjax.models.family_fit import Fitted, TrainedProgram
+from perturbjax.models.fitting import ConditionEncoding, Task, TrainingPool, predict_decoded
+from perturbjax.models.inner_selection import choose_inner_contexts
+from perturbjax.models.routes import PASSES, Route, train_pass
+from perturbjax.models.settings import FitSettings
 from perturbjax.train import FitResult, TrainConfig
 from perturbjax.train.objective import Objective
 
 logger = logging.getLogger("perturbjax")
 
-PAIRINGS = ("none", "ot", "plus_ot", "unpaired")
+PAIRINGS = tuple(PASSES)
 # Model schedules counted in epochs: phases, and scButterfly's KL warm-up.
 SCHEDULE_FIELDS = ("pretrain_epochs", "discriminator_epochs", "kl_warmup_epochs")
 
@@ -46,75 +43,8 @@ SCHEDULE_FIELDS = ("pretrain_epochs", "discriminator_epochs", "kl_warmup_epochs"
 Predictor = Callable[[Objective, FitResult, TrainingPool, ad.AnnData, str], list[np.ndarray]]
 
 
-@dataclasses.dataclass(frozen=True)
-class FitSettings:
-    """What a study sets on every learned model: the configuration name, an epoch count that
-    overrides the configuration's (its phases keep their proportions), checkpoints, the
-    condition vector ("one_hot" or "log_dose"), whether condition labels are doses, and how
-    optimal-transport pairs are made."""
-
-    configuration: str = "default"
-    epochs: int | None = None
-    checkpoint_every: int = 0
-    conditioning: str = "one_hot"
-    doses: bool = False
-    pairing: PairingConfig = PairingConfig()
-
-
-@dataclasses.dataclass(frozen=True)
-class Batching:
-    """How a learned model consumes its training pool: batch size, validation fraction,
-    whether it trains once per condition (on control + that condition), and whether its rows
-    are an unpaired table (as many rows as the larger of its control and perturbed sets)."""
-
-    batch_size: int
-    validation_fraction: float
-    per_condition: bool
-    unpaired: bool = False
-
-
 def _unchanged(model_config: Any, settings: FitSettings) -> Any:
     return model_config
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainedProgram:
-    """One trained program: its objective, members, the pool it saw and its wall time."""
-
-    objective: Objective
-    result: FitResult
-    pool: TrainingPool
-    seconds: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Fitted:
-    """A trained family: `predict` decodes control cells under a condition, one array per
-    seed; `runs` is each seed's bookkeeping (epochs run, best epoch, learning rate, seconds).
-    A single-perturbation model holds one trained program per condition."""
-
-    family: ModelFamily
-    parts: dict[str | None, TrainedProgram]  # condition -> its program; None: every condition
-
-    def _part(self, condition: str) -> TrainedProgram:
-        part = self.parts.get(condition, self.parts.get(None))
-        if part is None:
-            raise KeyError(f"model '{self.family.name}' was trained for the conditions "
-                           f"{sorted(self.parts)}, not '{condition}'")
-        return part
-
-    def predict(self, control: ad.AnnData, condition: str) -> list[np.ndarray]:
-        part = self._part(condition)
-        return self.family.predict(part.objective, part.result, part.pool, control, condition)
-
-    def runs(self, condition: str) -> list[dict]:
-        part = self._part(condition)
-        # Folds that select together share each seed's epoch and rate: the first tells them.
-        result = part.result.fold(0) if part.result.select_together else part.result
-        return [{"seed": seed, "epochs_run": result.epochs_run, "best_epoch": int(best) + 1,
-                 "learning_rate": float(lr), "train_seconds": part.seconds}
-                for seed, best, lr in zip(result.seeds, result.best_epoch, result.learning_rate,
-                                          strict=True)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,10 +73,17 @@ class ModelFamily:
     doses_only: bool = False
     self_pairs: bool = True
     adjust: Callable[[Any, FitSettings], Any] = _unchanged
+    role = "learned"
+    floor = False
 
     def __post_init__(self) -> None:
         if self.pairing not in PAIRINGS:
             raise ValueError(f"model '{self.name}': pairing must be one of {PAIRINGS}")
+
+    @property
+    def decodes_unseen_conditions(self) -> bool:
+        """A multi-condition program can decode a condition code it never trained on."""
+        return not self.per_condition
 
     def config(self, name: str) -> tuple[Any, TrainConfig]:
         """The configuration called `name`; a family with a single one (a baseline's
@@ -173,10 +110,53 @@ class ModelFamily:
         return model_config, dataclasses.replace(train_config,
                                                  checkpoint_every=settings.checkpoint_every)
 
-    def batching(self, settings: FitSettings) -> Batching:
+    def schedule(self, settings: FitSettings) -> dict:
+        """The resolved configuration and training schedule its predictions depend on."""
+        model_config, train_config = self.configured(settings)
+        return {"model": dataclasses.asdict(model_config),
+                "train": dataclasses.asdict(train_config)}
+
+    def settings_problems(self, settings: FitSettings, one_program: bool) -> list[str]:
+        """Why `settings` cannot train this family (an unknown configuration, or inner-context
+        selection asked to train several pools as one program)."""
+        try:
+            train_config = self.configured(settings)[1]
+        except KeyError as error:
+            return [str(error.args[0])]
+        if one_program and train_config.inner_contexts:
+            return [f"one_program: model '{self.name}' selects on inner held-out contexts "
+                    f"(configuration '{settings.configuration}'), trained one pool at a "
+                    "time: train context by context, or use the configuration "
+                    "'reconstruction'"]
+        return []
+
+    def pool_problems(self, cells: ad.AnnData, spec: PerturbationSpec,
+                      conditions: Sequence[str], settings: FitSettings) -> list[str]:
+        """Why training on `cells` to predict `conditions` cannot work: a program (one per
+        condition for a single-perturbation family) with fewer rows than one batch after
+        its validation split."""
         train_config = self.configured(settings)[1]
-        return Batching(train_config.batch_size, train_config.validation_fraction,
-                        self.per_condition, self.pairing == "unpaired")
+        control = is_control(cells, spec)
+        labels = cells.obs[spec.condition_key].astype(str).to_numpy()
+        subsets = ([control | (labels == c) for c in conditions] if self.per_condition
+                   else [np.ones(cells.n_obs, bool)])
+        for subset in subsets:
+            val = stratified_validation_mask(cells[subset], spec,
+                                             train_config.validation_fraction, 0)
+            trained = control[subset][~val]
+            n_rows, unit = len(trained), "cells"
+            if self.pairing == "unpaired":
+                n_rows = max(int(trained.sum()), int((~trained).sum()))
+                unit = "rows (the larger of its control and perturbed cells)"
+            if n_rows < train_config.batch_size:
+                return [f"model '{self.name}' would train on {n_rows} {unit} after its "
+                        f"validation split, fewer than one batch of {train_config.batch_size}"]
+        return []
+
+    def load_trained(self, path: Path, entries: list[dict[str, Any]], settings: FitSettings,
+                     spec: PerturbationSpec, control: str) -> Fitted:
+        """The programs a saved model holds under `path` (`Fitted.save`)."""
+        return Fitted.load(self, path, entries, settings, spec, control)
 
     def _jobs(self, pool: TrainingPool, workdir: Path | None,
               conditions: Sequence[str] | None) -> dict[str | None, tuple[TrainingPool,
@@ -224,75 +204,59 @@ class ModelFamily:
                 parts[name][c] = program
         return {name: Fitted(self, parts[name]) for name in names}
 
+    def _selects_on_inner_contexts(self, pools: Sequence[TrainingPool],
+                                   train_config: TrainConfig, settings: FitSettings) -> bool:
+        """Whether the configuration's inner-context selection applies to `pools`: a pool
+        without 2 eligible training contexts falls back to the reconstruction, with a warning;
+        several pools or unpaired rows cannot select on them at all."""
+        if not train_config.inner_contexts:
+            return False
+        if len(pools) == 1 and not choose_inner_contexts(pools[0].cells, pools[0].spec,
+                                                         train_config.inner_contexts):
+            logger.warning("model '%s', configuration '%s': the pool has fewer than 2 training "
+                           "contexts with control and perturbed cells, so the learning rate "
+                           "and epoch are chosen on the validation reconstruction instead of "
+                           "inner held-out contexts", self.name, settings.configuration)
+            return False
+        if len(pools) > 1 or self.pairing == "unpaired":
+            raise ValueError(f"model '{self.name}', configuration '{settings.configuration}', "
+                             "selects on inner held-out contexts, which trains one pool of "
+                             "paired or plain rows at a time: train context by context")
+        return True
+
     def _fit_programs(self, pools: Sequence[TrainingPool], workdir: Path | None,
                       seeds: Sequence[int], settings: FitSettings) -> list[TrainedProgram]:
-        """One program over `pools`: the plain fit, the pair fit, or the former
-        warm-starting the latter; one pool trains as `fit_on_anndata` / `fit_on_pairs`,
-        several as folds (`pooled.fit_pools`). Each pool's program gets an equal share of
-        the wall time."""
+        """One program over `pools`: the family's passes (`routes.PASSES`), each
+        warm-starting the next; one pool trains alone, several as folds (`pooled`). Each
+        pool's program gets an equal share of the wall time."""
         started = time.perf_counter()
         model_config, train_config = self.configured(settings)
-        spec, encoding = pools[0].spec, pools[0].encoding
+        spec = pools[0].spec
         objectives = [self.build(model_config, pool.task()) for pool in pools]
         if any(o != objectives[0] for o in objectives):
             raise ValueError(f"model '{self.name}' builds a different objective per pool (its "
                              "configuration reads the pool, e.g. the KL weight scaled by the "
                              "training cells): train it one pool at a time")
-        objective = objectives[0]
         fingerprint = {"model": self.name, "configuration": settings.configuration,
                        "model_config": dataclasses.asdict(model_config),
                        "data": [content_hash(p.cells, [spec.context_key, spec.condition_key])
                                 for p in pools]}
         if len(pools) == 1:
             fingerprint["data"] = fingerprint["data"][0]
-
-        if (train_config.inner_contexts and len(pools) == 1
-                and not choose_inner_contexts(pools[0].cells, spec, train_config.inner_contexts)):
-            logger.warning("model '%s', configuration '%s': the pool has fewer than 2 training "
-                           "contexts with control and perturbed cells, so the learning rate "
-                           "and epoch are chosen on the validation reconstruction instead of "
-                           "inner held-out contexts", self.name, settings.configuration)
+        inner = self._selects_on_inner_contexts(pools, train_config, settings)
+        if not inner:
             train_config = dataclasses.replace(train_config, inner_contexts=0)
-        inner = train_config.inner_contexts
-        if inner and (len(pools) > 1 or self.pairing == "unpaired"):
-            raise ValueError(f"model '{self.name}', configuration '{settings.configuration}', "
-                             "selects on inner held-out contexts, which trains one pool of "
-                             "paired or plain rows at a time: train context by context")
-
-        def fit_once(pairs: bool, workdir: Path | None, extra: dict,
-                     warm_start: FitResult | None = None) -> FitResult:
-            unpaired = self.pairing == "unpaired"
-            common = {"workdir": workdir, "fingerprint": {**fingerprint, **extra}}
-            if inner:
-                return fit_on_inner_hold_outs(objective, train_config, pools[0].cells, spec,
-                                              encoding, seeds,
-                                              settings.pairing if pairs else None,
-                                              warm_start=warm_start,
-                                              self_pairs=self.self_pairs, **common)
-            if len(pools) > 1:
-                return fit_pools(objective, train_config, [p.cells for p in pools], spec,
-                                 encoding, seeds, pairs=pairs, pairing=settings.pairing,
-                                 unpaired=unpaired, self_pairs=self.self_pairs,
-                                 warm_start=warm_start, **common)
-            if not (pairs or unpaired):
-                return fit_on_anndata(objective, train_config, pools[0].cells, spec, encoding,
-                                      seeds, **common)
-            return fit_on_pairs(objective, train_config, pools[0].cells, spec, encoding, seeds,
-                                None if unpaired else settings.pairing, unpaired=unpaired,
-                                warm_start=warm_start, self_pairs=self.self_pairs, **common)
-
-        if self.pairing == "unpaired":
-            result = fit_once(False, workdir, {"pairing": "unpaired"})
-        else:
-            result = None
-            if self.pairing != "ot":
-                result = fit_once(False, workdir, {})
-            if self.pairing != "none":
-                result = fit_once(True, workdir / "pairs" if workdir else None,
-                                  {"pairing": self.pairing,
-                                   **dataclasses.asdict(settings.pairing)}, result)
+        result = None
+        for rows in PASSES[self.pairing]:
+            extra = ({"pairing": "unpaired"} if rows == "unpaired" else
+                     {"pairing": self.pairing, **dataclasses.asdict(settings.pairing)}
+                     if rows == "pairs" else {})
+            pass_workdir = workdir / "pairs" if workdir and rows == "pairs" else workdir
+            result = train_pass(Route(rows, inner, len(pools) > 1), objectives[0],
+                                train_config, pools, seeds, settings.pairing, self.self_pairs,
+                                result, pass_workdir, {**fingerprint, **extra})
         seconds = (time.perf_counter() - started) / len(pools)
         if len(pools) == 1:
-            return [TrainedProgram(objective, result, pools[0], seconds)]
-        return [TrainedProgram(objective, result.fold(f), pool, seconds)
+            return [TrainedProgram(objectives[0], result, pools[0], seconds)]
+        return [TrainedProgram(objectives[0], result.fold(f), pool, seconds)
                 for f, pool in enumerate(pools)]

@@ -14,6 +14,7 @@ mean of its folds' members. The cost is one member per inner context instead of 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from perturbjax.data.schema import PerturbationSpec
-from perturbjax.data.splits import is_control
+from perturbjax.data.splits import hold_out_mask, is_control
 from perturbjax.metrics.response import N_DEGS, ResponseTruth
 from perturbjax.models.fitting import (
     CellBatch,
@@ -35,7 +36,7 @@ from perturbjax.models.fitting import (
 )
 from perturbjax.ot import PairingConfig
 from perturbjax.train import FitResult, Folds, TrainConfig, fit
-from perturbjax.train.objective import ROW_WEIGHT, Batch, Objective
+from perturbjax.train.objective import ROW_WEIGHT, Batch, Objective, PyTree
 
 # Per-fold arrays the validation loss reads (leading axes: fold, then condition code).
 GENES = "inner_genes"  # (codes, N_DEGS) int: the real top DEGs of the inner context
@@ -78,7 +79,7 @@ def inner_folds(cells: ad.AnnData, spec: PerturbationSpec, encoding: ConditionEn
               CONDITION_WEIGHT: np.zeros((len(contexts), n_codes), np.float32)}
     start = 0
     for f, name in enumerate(contexts):
-        held = (context == name) & ~control
+        held = hold_out_mask(cells, spec, [name])
         train_rows.append(np.flatnonzero(~held[target_rows]))
         sources = x[(context == name) & control]
         arrays[CONTROL_MEAN][f] = sources.mean(axis=0)
@@ -123,6 +124,13 @@ def response_loss(prediction: jax.Array, batch: Batch) -> jax.Array:
     return 1.0 - (weight * pearson).sum() / weight.sum()
 
 
+def response_selection(objective: Objective, params: PyTree, model_state: PyTree,
+                       batch: Batch) -> jax.Array:
+    """The selection score supplied to a model selected on inner contexts: `response_loss`
+    of its prediction of the fold's validation rows."""
+    return response_loss(objective.predict(params, model_state, batch), batch)
+
+
 def fit_on_inner_hold_outs(objective: Objective, train_config: TrainConfig, train: ad.AnnData,
                            spec: PerturbationSpec, encoding: ConditionEncoding,
                            seeds: Sequence[int], pairing: PairingConfig | None = None,
@@ -147,6 +155,7 @@ def fit_on_inner_hold_outs(objective: Objective, train_config: TrainConfig, trai
         targets = np.asarray(table["target_row"])
         shared = CellBatch(cells=jnp.asarray(np.asarray(train.X, np.float32)))
     folds, validation = inner_folds(train, spec, encoding, targets, contexts)
-    return fit(objective, table, validation, seeds, train_config, workdir=workdir,
+    return fit(dataclasses.replace(objective, selection=response_selection), table, validation,
+               seeds, train_config, workdir=workdir,
                fingerprint={**(fingerprint or {}), "inner_contexts": contexts},
                shared=shared, folds=folds, warm_start=warm_start)

@@ -31,9 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from perturbjax.models.family import FitSettings
 from perturbjax.models.fitting import Task, source_and_target
-from perturbjax.models.inner_selection import GENES, response_loss
+from perturbjax.models.settings import FitSettings
 from perturbjax.nn.layers import Decoder, Discriminator, Encoder, gaussian_kl
 from perturbjax.train import TrainConfig, alternating
 from perturbjax.train.objective import Batch, Objective, PyTree, row_mean
@@ -189,10 +188,7 @@ class MTAeObjective(Objective):
         return self.network_loss(outputs, target), model_state
 
     def validation_loss(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
-        """Reconstruction error, or on an inner held-out context's rows (`inner_selection`)
-        1 - pearson_delta_top100 of the prediction."""
-        if GENES in batch:
-            return response_loss(self.predict(params, model_state, batch), batch)
+        """Reconstruction error of the validation rows."""
         x, target = self.cells(batch)
         outputs = self.apply_eval(params, model_state, x, self.condition(batch))
         return row_mean((outputs.reconstruction - target) ** 2, batch)

@@ -12,12 +12,21 @@ nothing that a one-line baseline does not give.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
 import numpy as np
 from sklearn.decomposition import PCA
 
 from perturbjax.data.schema import PerturbationSpec
 from perturbjax.data.splits import HoldOut, is_control
+from perturbjax.errors import PerturbjaxError
 from perturbjax.models.effect_references import ridge_effect
+from perturbjax.models.fitting import ConditionEncoding, TrainingPool
+from perturbjax.models.settings import FitSettings
 
 LINEAR_COMPONENTS = 50
 
@@ -89,3 +98,79 @@ def predict_linear(split: HoldOut, spec: PerturbationSpec, condition: str) -> np
     held_out = pca.transform(np.asarray(split.control.X)).mean(0, keepdims=True)
     shift = ridge_effect(shifts, centroids, held_out)[0]
     return np.asarray(split.control.X + shift, dtype=np.float32)
+
+
+Rule = Callable[[HoldOut, PerturbationSpec, str], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceFit:
+    """A reference "fitted" on a pool: it keeps the pool, and predicts by its rule."""
+
+    model: ReferenceModel
+    pool: TrainingPool
+    seeds: tuple[int | None, ...] = (None,)
+
+    def predict(self, control: ad.AnnData, condition: str) -> list[np.ndarray]:
+        """The rule's one prediction for `control`, the cells of one context; a context the
+        pool also holds is left out of the rule's training contexts, as when held out."""
+        spec = self.pool.spec
+        contexts = sorted(set(control.obs[spec.context_key].astype(str)))
+        if len(contexts) != 1:
+            raise PerturbjaxError(f"reference '{self.model.name}' predicts the control cells "
+                                  f"of one context at a time; got contexts {contexts[:5]}")
+        split = HoldOut(contexts[0], self.pool.cells, control, control[:0])
+        return [self.model.rule(split, spec, condition)]
+
+    def runs(self, condition: str) -> list[dict]:
+        return [{"seed": None}]
+
+    def history(self) -> dict:
+        return {}
+
+    def save(self, path: Path) -> list[dict[str, Any]]:
+        """Write the pool's cells (all a reference needs) under `path/part_0`."""
+        (path / "part_0").mkdir(parents=True, exist_ok=True)
+        self.pool.cells.write_h5ad(path / "part_0" / "training_cells.h5ad")
+        return [{"folder": "part_0", "labels": list(self.pool.encoding.labels)}]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceModel:
+    """A deterministic reference behind the model interface (`registry.Model`): no training,
+    one prediction whatever the seeds. `floor` marks the trivial references that calibrated
+    scores are measured from."""
+
+    name: str
+    rule: Rule
+    floor: bool = False
+    role = "reference"
+    decodes_unseen_conditions = False
+    doses_only = False
+
+    def schedule(self, settings: FitSettings) -> None:
+        return None
+
+    def settings_problems(self, settings: FitSettings, one_program: bool) -> list[str]:
+        return []
+
+    def pool_problems(self, cells: ad.AnnData, spec: PerturbationSpec,
+                      conditions: Sequence[str], settings: FitSettings) -> list[str]:
+        return []
+
+    def fit(self, pool: TrainingPool, seeds: Sequence[int], settings: FitSettings,
+            workdir: Path | None = None, conditions: Sequence[str] | None = None
+            ) -> ReferenceFit:
+        return ReferenceFit(self, pool)
+
+    def fit_pools(self, pools: Mapping[str, TrainingPool], seeds: Sequence[int],
+                  settings: FitSettings, workdir: Path | None = None,
+                  conditions: Sequence[str] | None = None) -> dict[str, ReferenceFit]:
+        return {name: self.fit(pool, seeds, settings) for name, pool in pools.items()}
+
+    def load_trained(self, path: Path, entries: list[dict[str, Any]], settings: FitSettings,
+                     spec: PerturbationSpec, control: str) -> ReferenceFit:
+        """The pool `ReferenceFit.save` wrote under `path`."""
+        cells = ad.read_h5ad(path / "part_0" / "training_cells.h5ad")
+        encoding = ConditionEncoding(tuple(entries[0]["labels"]), control)
+        return ReferenceFit(self, TrainingPool(cells, spec, encoding))

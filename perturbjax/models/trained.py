@@ -1,56 +1,33 @@
-"""Fit a model on one's own AnnData, predict AnnData, save and load: the public API.
+"""The one trained object: any registered model fitted on a pool, for studies and users alike.
 
-    model = perturbjax.fit(adata, model="mtae", held_out="B", seeds=(1, 2))
-    pred = model.predict(control_cells, condition="stimulated")   # an AnnData
-    model.save("my_model"); again = perturbjax.load("my_model")
-
-`fit` trains every seed as one program (the family's own `fit`) on every cell except the
-held-out contexts' perturbed cells. `predict` returns the ensemble mean per cell in `X`, each
+`train_model(name, pool, seeds, settings)` fits the registered model and returns a
+`TrainedModel`. The benchmark reads its members (`predict_members`, `runs`); a user calls
+`predict`, which checks the cells and returns AnnData: the ensemble mean per cell in `X`, each
 seed's prediction in `layers["member_<seed>"]` and the spread across seeds in `layers["std"]`
-(the spread is not a calibrated interval).
-
-How sure a prediction is: with `calibrate=True`, `fit` also trains the model once more per
-training context that has perturbed cells, without that context's perturbed cells, and keeps
-the absolute residual of its predicted mean response per gene (`metrics.conformal`). `predict`
-then writes in `var` the predicted mean response and its split-conformal interval at `level`
-(contexts as the exchangeable units), beside the seeds' spread of it, which is labelled
-uncalibrated. With fewer calibration contexts than the level needs (9 at 90%, 4 at 80%) the
-interval is infinite, and `uns["perturbjax"]["interval"]` says why.
-
-`save` writes each trained program's parameters with orbax, the cells it trained on (an
-h5ad: scGen and scVIDR predict from them), the calibration residuals (CSV) and a JSON
-description; a loaded model predicts bitwise what the saved one did.
+(the spread is not a calibrated interval). With `calibration` (residuals of the mean response
+on contexts each predicted by a fit that did not see them, `api.fit(calibrate=True)`),
+`predict` also writes the split-conformal interval of the mean response in `var`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anndata as ad
+import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pandas as pd
 
-from perturbjax import __version__
-from perturbjax.data.schema import PerturbationSpec, non_count_example, validate
+from perturbjax.data.schema import PerturbationSpec, non_count_example
 from perturbjax.errors import PerturbjaxError
-from perturbjax.files import write_csv, write_text
 from perturbjax.metrics.conformal import fewest_contexts, half_widths
-from perturbjax.models import LEARNED, FitSettings, Fitted
-from perturbjax.models.family import ModelFamily, TrainedProgram
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
-from perturbjax.ot import PairingConfig
-from perturbjax.train import FitResult
-
-logger = logging.getLogger("perturbjax")
-
-DESCRIPTION = "perturbjax_model.json"
-FORMAT = 1
+from perturbjax.models.registry import Trained, get_model
+from perturbjax.models.settings import FitSettings
+from perturbjax.version import __version__
 
 
 def interval_columns(level: float) -> tuple[str, str]:
@@ -64,9 +41,16 @@ def input_kind(adata: ad.AnnData) -> str:
     return "counts" if non_count_example(adata.X) is None else "log-normalised"
 
 
+def device_name() -> str:
+    """The accelerator the model trained on, e.g. 'cpu' or 'gpu (NVIDIA H100)'."""
+    device = jax.devices()[0]
+    kind = getattr(device, "device_kind", "")
+    return device.platform + (f" ({kind})" if kind and kind.lower() != device.platform else "")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainedModel:
-    """A trained ensemble and what it was trained on (see the module docstring)."""
+    """A fitted model and what it was trained on (see the module docstring)."""
 
     name: str
     settings: FitSettings
@@ -75,13 +59,36 @@ class TrainedModel:
     encoding: ConditionEncoding
     contexts: tuple[str, ...]
     kind: str
-    fitted: Fitted
+    trained: Trained
     # per condition: absolute residuals of the mean response (calibration contexts x genes)
     calibration: dict[str, pd.DataFrame] | None = None
+    device: str = dataclasses.field(default_factory=device_name)
 
     @property
-    def seeds(self) -> tuple[int, ...]:
-        return next(iter(self.fitted.parts.values())).result.seeds
+    def seeds(self) -> tuple[int | None, ...]:
+        return tuple(self.trained.seeds)
+
+    def __repr__(self) -> str:
+        conditions = [c for c in self.encoding.labels if c != self.encoding.control]
+        calibrated = ("no" if self.calibration is None else
+                      f"{max((len(r) for r in self.calibration.values()), default=0)} contexts")
+        return (f"TrainedModel('{self.name}', configuration='{self.settings.configuration}', "
+                f"seeds={list(self.seeds)}, genes={len(self.genes)}, "
+                f"contexts={len(self.contexts)}, conditions={conditions[:5]}"
+                f"{'...' if len(conditions) > 5 else ''}, calibrated={calibrated}, "
+                f"device='{self.device}')")
+
+    def predict_members(self, control: ad.AnnData, condition: str) -> list[np.ndarray]:
+        """One (cells x genes) prediction per member, unchecked: cells of the training data."""
+        return self.trained.predict(control, condition)
+
+    def runs(self, condition: str) -> list[dict]:
+        """Per member: its seed, and for learned models epochs, learning rate and seconds."""
+        return self.trained.runs(condition)
+
+    def history(self) -> dict:
+        """Per trained program: its training and validation loss per (member, epoch)."""
+        return self.trained.history()
 
     def _checked(self, control: ad.AnnData, condition: str, reindex: bool) -> ad.AnnData:
         if condition not in self.encoding.labels or condition == self.encoding.control:
@@ -110,7 +117,7 @@ class TrainedModel:
         """The control cells under `condition`: an AnnData (see the module docstring), with
         the interval of the mean response at `level` in `var` when the model is calibrated."""
         control = self._checked(control, str(condition), reindex)
-        members = np.stack(self.fitted.predict(control, str(condition))).astype(np.float32)
+        members = np.stack(self.predict_members(control, str(condition))).astype(np.float32)
         obs = control.obs.copy()
         obs[self.spec.condition_key] = str(condition)
         obs["model"] = self.name
@@ -125,7 +132,8 @@ class TrainedModel:
         pred.var["response_seed_sd_uncalibrated"] = responses.std(axis=0)
         pred.uns["perturbjax"] = {"model": self.name,
                                   "configuration": self.settings.configuration,
-                                  "seeds": list(self.seeds), "version": __version__,
+                                  "seeds": [s for s in self.seeds if s is not None],
+                                  "version": __version__,
                                   "std": "spread of the seeds' predictions, not calibrated",
                                   "interval": self._interval(pred.var, str(condition), level)}
         return pred
@@ -153,147 +161,25 @@ class TrainedModel:
                          f"{level:.0%} needs {needed}: the interval is infinite")}
 
     def save(self, path: str | Path) -> None:
-        """Parameters (orbax), training cells (h5ad) and a JSON description under `path`."""
-        path = Path(path).absolute()
-        if (path / DESCRIPTION).exists():
-            raise PerturbjaxError(f"{path}: holds a saved model already; choose a new folder")
-        path.mkdir(parents=True, exist_ok=True)
-        parts = []
-        for i, (condition, part) in enumerate(self.fitted.parts.items()):
-            folder = path / f"part_{i}"
-            checkpointer = ocp.StandardCheckpointer()
-            checkpointer.save(folder / "state", {"params": part.result.params,
-                                                 "model_state": part.result.model_state})
-            checkpointer.wait_until_finished()
-            part.pool.cells.write_h5ad(folder / "training_cells.h5ad")
-            result = part.result
-            parts.append({"condition": condition, "folder": folder.name,
-                          "labels": list(part.pool.encoding.labels),
-                          "seeds": list(result.seeds), "epochs_run": result.epochs_run,
-                          "best_epoch": np.asarray(result.best_epoch).tolist(),
-                          "learning_rate": np.asarray(result.learning_rate).tolist(),
-                          "n_folds": result.n_folds, "select_together": result.select_together,
-                          "seconds": part.seconds})
-        calibration = []
-        for i, (condition, residuals) in enumerate((self.calibration or {}).items()):
-            write_csv(path / f"calibration_{i}.csv", residuals, index=True)
-            calibration.append({"condition": condition, "file": f"calibration_{i}.csv"})
-        description = {
-            "format": FORMAT, "version": __version__, "model": self.name,
-            "settings": dataclasses.asdict(self.settings), "spec": dataclasses.asdict(self.spec),
-            "genes": list(self.genes), "labels": list(self.encoding.labels),
-            "control": self.encoding.control, "contexts": list(self.contexts),
-            "kind": self.kind, "parts": parts,
-            "calibration": calibration if self.calibration is not None else None}
-        write_text(path / DESCRIPTION, json.dumps(description, indent=1, default=str))
+        """Write the model into the new folder `path` (`model_files`)."""
+        from perturbjax.models.model_files import write_model
+
+        write_model(self, Path(path))
 
 
-def fit(adata: ad.AnnData, model: str = "mtae", context_key: str = "cell_type",
-        condition_key: str = "condition", control: str = "control",
-        held_out: str | Sequence[str] | None = None, seeds: Sequence[int] = (1, 2, 3),
-        configuration: str = "default", epochs: int | None = None,
-        workdir: str | Path | None = None, calibrate: bool = True) -> TrainedModel:
-    """Train `model` (any learned model of the benchmark) on every cell of `adata` except
-    the perturbed cells of the `held_out` contexts, all seeds as one program; with `workdir`,
-    checkpoints are kept there (`model/`, `calibration/<context>/`) and a rerun resumes.
-    `calibrate` adds one fit per training context with perturbed cells, for the intervals
-    (see the module docstring)."""
-    if model not in LEARNED:
-        raise PerturbjaxError(f"model '{model}' is not a learned model; choose from "
-                              f"{sorted(LEARNED)}")
-    held = [held_out] if isinstance(held_out, str) else list(held_out or [])
-    spec = PerturbationSpec(context_key, condition_key, control)
-    validate(adata, spec, held_out=held or None, source=adata.uns.get("source"))
-    contexts = adata.obs[context_key].astype(str)
-    perturbed = (adata.obs[condition_key].astype(str) != str(control)).to_numpy()
-    train = adata[~(contexts.isin(held).to_numpy() & perturbed)].copy()
-    encoding = ConditionEncoding.from_adata(train, spec)
-    settings = FitSettings(configuration=configuration, epochs=epochs,
-                           checkpoint_every=25 if workdir else 0)
-    family, seeds = LEARNED[model], tuple(int(s) for s in seeds)
-    folder = Path(workdir) if workdir else None
-    fitted = family.fit(TrainingPool(train, spec, encoding), seeds, settings,
-                        folder / "model" if folder else None)
-    return TrainedModel(model, settings, spec, tuple(map(str, train.var_names)), encoding,
-                        tuple(sorted(contexts.unique())), input_kind(train), fitted,
-                        _calibration(family, train, spec, encoding, seeds, settings, folder)
-                        if calibrate else None)
+def train_model(name: str, pool: TrainingPool, seeds: Sequence[int], settings: FitSettings,
+                workdir: Path | None = None, conditions: Sequence[str] | None = None
+                ) -> TrainedModel:
+    """Fit the registered model `name` on `pool` (every seed at once where it can)."""
+    trained = get_model(name).fit(pool, seeds, settings, workdir, conditions)
+    return wrap(name, trained, pool, settings)
 
 
-def _calibration(family: ModelFamily, train: ad.AnnData, spec: PerturbationSpec,
-                 encoding: ConditionEncoding, seeds: tuple[int, ...], settings: FitSettings,
-                 workdir: Path | None) -> dict[str, pd.DataFrame]:
-    """Per condition, the absolute residual of the mean response per gene (calibration
-    contexts x genes): each training context with perturbed cells predicted by a fit that
-    did not see them."""
-    contexts = train.obs[spec.context_key].astype(str).to_numpy()
-    conditions = train.obs[spec.condition_key].astype(str).to_numpy()
-    control = conditions == encoding.control
-    residuals: dict[str, dict[str, np.ndarray]] = {}
-    calibrating = sorted(set(contexts[~control]) & set(contexts[control]))
-    for i, context in enumerate(calibrating):
-        logger.info("calibration fit %d/%d: without the perturbed cells of %s", i + 1,
-                    len(calibrating), context)
-        mine = contexts == context
-        others_seen = set(conditions[~mine & ~control])  # a condition the fit can predict
-        pool = TrainingPool(train[~(mine & ~control)].copy(), spec, encoding)
-        fitted = family.fit(pool, seeds, settings,
-                            workdir / "calibration" / context if workdir else None)
-        cells = train[mine & control].copy()
-        for condition in sorted(set(conditions[mine & ~control]) & others_seen):
-            predicted = np.mean([p.mean(axis=0) for p in fitted.predict(cells, condition)],
-                                axis=0)
-            real = np.asarray(train.X[mine & (conditions == condition)]).mean(axis=0)
-            residuals.setdefault(condition, {})[context] = np.abs(real - predicted)
-    return {c: pd.DataFrame(r, index=train.var_names.astype(str)).T
-            for c, r in residuals.items()}
-
-
-def load(path: str | Path) -> TrainedModel:
-    """A model saved by `TrainedModel.save`."""
-    path = Path(path).absolute()
-    try:
-        description = json.loads((path / DESCRIPTION).read_text())
-    except FileNotFoundError:
-        raise PerturbjaxError(f"{path}: no {DESCRIPTION}; not a saved perturbjax model") from None
-    if description.get("format") != FORMAT:
-        raise PerturbjaxError(f"{path / DESCRIPTION}: format {description.get('format')}, "
-                              f"expected {FORMAT}")
-    family = LEARNED[description["model"]]
-    settings = _settings(description["settings"])
-    spec = PerturbationSpec(**description["spec"])
-    model_config, _ = family.configured(settings)
-    parts = {}
-    for entry in description["parts"]:
-        folder = path / entry["folder"]
-        cells = ad.read_h5ad(folder / "training_cells.h5ad")
-        pool = TrainingPool(cells, spec, ConditionEncoding(tuple(entry["labels"]),
-                                                           description["control"]))
-        state = ocp.StandardCheckpointer().restore(folder / "state")
-        result = FitResult(seeds=tuple(entry["seeds"]), params=state["params"],
-                           model_state=state["model_state"],
-                           learning_rate=np.asarray(entry["learning_rate"]),
-                           best_epoch=np.asarray(entry["best_epoch"]),
-                           epochs_run=entry["epochs_run"], train_loss=np.zeros((0, 0)),
-                           val_loss=np.zeros((0, 0)), n_folds=entry.get("n_folds", 1),
-                           select_together=entry.get("select_together", False))
-        parts[entry["condition"]] = TrainedProgram(family.build(model_config, pool.task()),
-                                                   result, pool, entry["seconds"])
-    calibration = None
-    if description["calibration"] is not None:
-        calibration = {}
-        for entry in description["calibration"]:
-            residuals = pd.read_csv(path / entry["file"], index_col=0)
-            calibration[entry["condition"]] = residuals.set_axis(
-                residuals.index.astype(str), axis=0)
-    return TrainedModel(description["model"], settings, spec, tuple(description["genes"]),
-                        ConditionEncoding(tuple(description["labels"]), description["control"]),
-                        tuple(description["contexts"]), description["kind"],
-                        Fitted(family, parts), calibration)
-
-
-def _settings(saved: dict[str, Any]) -> FitSettings:
-    """The fit settings of a saved description (JSON lists back to tuples)."""
-    pairing = saved.pop("pairing")
-    pairing["buckets"] = tuple(pairing["buckets"])
-    return FitSettings(**saved, pairing=PairingConfig(**pairing))
+def wrap(name: str, trained: Trained, pool: TrainingPool, settings: FitSettings
+         ) -> TrainedModel:
+    """The `TrainedModel` of a model fitted on `pool`."""
+    cells = pool.cells
+    return TrainedModel(name, settings, pool.spec, tuple(map(str, cells.var_names)),
+                        pool.encoding,
+                        tuple(sorted(cells.obs[pool.spec.context_key].astype(str).unique())),
+                        input_kind(cells), trained)

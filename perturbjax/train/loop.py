@@ -183,7 +183,7 @@ class Trainer:
                 rows = jnp.arange(fold["validation_rows"].shape[0])
                 validation = {**validation,
                               ROW_WEIGHT: (rows < fold["n_validation"]).astype(jnp.float32)}
-        val = self.objective.validation_loss(params, model_state, {**validation, **extra})
+        val = self.objective.selection_loss(params, model_state, {**validation, **extra})
         trained = state.replace(params=params, model_state=model_state, opt_state=opt_state,
                                 train_loss=state.train_loss.at[epoch].set(train_loss))
         return trained, val
@@ -232,7 +232,7 @@ class Trainer:
             return float(analysis.get("flops", float("nan")))
 
         step_flops = flops(jax.vmap(step), state, state.key)
-        val_flops = flops(jax.vmap(self.objective.validation_loss, in_axes=(0, 0, None)),
+        val_flops = flops(jax.vmap(self.objective.selection_loss, in_axes=(0, 0, None)),
                           state.params, state.model_state, validation)
         return n_steps * step_flops + val_flops
 

@@ -9,6 +9,7 @@ updates (a discriminator beside the network) override `train_step` and `init_opt
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -34,9 +35,16 @@ def row_mean(values: jax.Array, batch: Batch) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-    """A Flax module plus the loss it is trained on."""
+    """A Flax module plus the loss it is trained on.
+
+    `selection`, when a training protocol supplies one, replaces `validation_loss` as the
+    score the loop selects epochs and rates on: `selection(objective, params, model_state,
+    batch)` (e.g. `inner_selection` scores predictions of held-out training contexts). A model
+    never needs to know which protocol selects it.
+    """
 
     module: nn.Module
+    selection: Callable[..., jax.Array] | None = dataclasses.field(default=None, kw_only=True)
     # Random streams the module draws from in training; each gets its own key per step.
     rng_streams: ClassVar[tuple[str, ...]] = ("dropout",)
     # Whether `validation_loss` takes its mean with `row_mean` (needed for padded folds).
@@ -85,6 +93,12 @@ class Objective:
     def predict(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
         """The model's prediction for a batch, in eval mode."""
         raise NotImplementedError
+
+    def selection_loss(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
+        """What the loop selects on: the supplied `selection`, else `validation_loss`."""
+        if self.selection is not None:
+            return self.selection(self, params, model_state, batch)
+        return self.validation_loss(params, model_state, batch)
 
     def init_optimizer(self, tx: optax.GradientTransformation, params: PyTree) -> PyTree:
         """The optimiser state of one member (one per parameter group, where groups alternate)."""

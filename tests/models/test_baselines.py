@@ -15,7 +15,7 @@ from perturbjax.data.splits import hold_out
 from perturbjax.data.synthetic import SyntheticConfig
 from perturbjax.data.synthetic_designs import MultiDoseConfig, make_multidose_data
 from perturbjax.metrics.calibration import FLOOR_REFERENCES
-from perturbjax.models import BASELINES, LEARNED, scbutterfly, scgen, scpregan, scvidr
+from perturbjax.models import get_model, model_names, scbutterfly, scgen, scpregan, scvidr
 from perturbjax.models.fitting import ConditionEncoding, Task, TrainingPool, fit_on_anndata
 from perturbjax.models.latent_arithmetic import balanced_mean, group_means
 from perturbjax.studies.ood import OODConfig, available_models, run
@@ -106,10 +106,10 @@ def test_each_baseline_has_its_published_hyper_parameters_as_its_one_configurati
 
 
 def test_single_perturbation_baselines_are_trained_per_condition_and_vidr_multi_needs_doses():
-    assert {n for n, f in BASELINES.items() if f.per_condition} == {
-        "scgen", "scvidr", "scpregan", "scbutterfly"}
-    assert LEARNED["scbutterfly"].pairing == "ot"
-    assert LEARNED["scpregan"].pairing == "unpaired"
+    per_condition = {n for n in model_names("learned") if get_model(n).per_condition}
+    assert per_condition == {"scgen", "scvidr", "scpregan", "scbutterfly"}
+    assert get_model("scbutterfly").pairing == "ot"
+    assert get_model("scpregan").pairing == "unpaired"
     assert "scvidr_multi" not in available_models("single")
     assert "scvidr_multi" in available_models("multidose")
 

@@ -9,7 +9,8 @@ import pytest
 
 from perturbjax.data import MultiDoseConfig, make_multidose_data
 from perturbjax.data.designs import NAULT_SPEC
-from perturbjax.models import LEARNED, FitSettings, ModelFamily, mtae
+from perturbjax.errors import PerturbjaxError
+from perturbjax.models import FitSettings, ModelFamily, get_model, mtae
 from perturbjax.models.fitting import (
     ConditionEncoding,
     TrainingPool,
@@ -23,7 +24,7 @@ TINY_TRAIN = TrainConfig(epochs=2, batch_size=16, patience=None, select_best=Fal
 
 
 def test_a_shorter_run_keeps_the_phase_proportions_and_checkpoints_as_set():
-    family = LEARNED["mtae_adv"]
+    family = get_model("mtae_adv")
     model, train = family.config("original")
     short, short_train = family.configured(FitSettings("original", epochs=train.epochs // 4,
                                                        checkpoint_every=5))
@@ -33,17 +34,17 @@ def test_a_shorter_run_keeps_the_phase_proportions_and_checkpoints_as_set():
 
 
 def test_settings_reach_the_model_configuration_through_its_family():
-    model, _ = LEARNED["mtae"].configured(FitSettings("original", conditioning="log_dose",
+    model, _ = get_model("mtae").configured(FitSettings("original", conditioning="log_dose",
                                                       doses=True))
     assert model.conditioning == "log_dose" and model.film_embedding == 16
-    assert LEARNED["mtae"].configured(FitSettings("original"))[0].film_embedding == 0
+    assert get_model("mtae").configured(FitSettings("original"))[0].film_embedding == 0
 
 
 def test_a_baseline_runs_its_published_configuration_under_any_name():
-    scgen = LEARNED["scgen"]
+    scgen = get_model("scgen")
     assert scgen.config("default") == scgen.config("original") == scgen.configs["published"]
     with pytest.raises(KeyError, match="no configuration 'nope'"):
-        LEARNED["mtae"].config("nope")
+        get_model("mtae").config("nope")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_a_single_perturbation_family_trains_one_program_per_condition(doses):
     control = doses.cells[doses.cells.obs["condition"].astype(str) == "0"]
     assert [p.shape for p in fitted.predict(control, "10")] == [control.shape] * 2
     assert [r["seed"] for r in fitted.runs("10")] == [1, 2]
-    with pytest.raises(KeyError, match="trained for the conditions"):
+    with pytest.raises(PerturbjaxError, match="trained for the conditions"):
         fitted.predict(control, "1")
 
 

@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from perturbjax.models import LEARNED, mtae
+from perturbjax.models import get_model, mtae
 from perturbjax.models.fitting import Task
 from perturbjax.nn.layers import FiLM
 
@@ -34,7 +34,7 @@ def test_original_configuration_has_the_published_architecture():
 
 
 def test_default_configuration_is_registered_with_validation_selection():
-    model, train = LEARNED["mtae"].config("default")
+    model, train = get_model("mtae").config("default")
     assert model.film_mode == "affine" and not model.latent_activation
     assert len(train.learning_rates) > 1 and train.select_best
 

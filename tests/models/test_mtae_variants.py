@@ -10,7 +10,7 @@ import pytest
 
 from perturbjax.data import SpeciesConfig, make_species_data
 from perturbjax.data.designs import SPECIES_SPEC
-from perturbjax.models import LEARNED, MULTI_TASK, mtae
+from perturbjax.models import get_model, mtae
 from perturbjax.models.fitting import (
     ConditionEncoding,
     Task,
@@ -50,32 +50,32 @@ def _changed(before, after):
 
 
 def test_every_variant_is_registered_with_original_default_and_reconstruction_configurations():
-    assert set(MULTI_TASK) == {"mtae", "mtae_adv", "mtae_advg", "mtvae", "mtae_ot",
+    assert set(mtae.VARIANTS) == {"mtae", "mtae_adv", "mtae_advg", "mtvae", "mtae_ot",
                                "mtae_ot_response", "mtae_plus_ot", "mtvae_ot", "mtvae_plus_ot"}
-    for family in MULTI_TASK.values():
+    for family in map(get_model, mtae.VARIANTS):
         assert set(family.configs) == {"original", "default", "reconstruction"}
         # The default differs from `reconstruction` in how it selects, nothing else.
         (model, train), (before, before_train) = (family.config("default"),
                                                   family.config("reconstruction"))
         assert model == before and (train.inner_contexts, before_train.inner_contexts) == (2, 0)
         assert dataclasses.replace(train, inner_contexts=0) == before_train
-    assert LEARNED["mtae_ot_response"].config("default")[0].decode_response
-    assert LEARNED["mtae_ot_response"].pairing == "ot"
-    adv, adv_train = LEARNED["mtae_adv"].config("original")
+    assert get_model("mtae_ot_response").config("default")[0].decode_response
+    assert get_model("mtae_ot_response").pairing == "ot"
+    adv, adv_train = get_model("mtae_adv").config("original")
     assert (adv.discriminator, adv.adversarial_weight, adv.discriminator_hidden,
             adv.discriminator_dropout) == ("condition", 0.01, (32,), 0.1)
     assert (adv.pretrain_epochs, adv.discriminator_epochs, adv_train.epochs) == (400, 400, 900)
-    assert LEARNED["mtae_advg"].config("default")[0].discriminator == "gaussian"
-    vae, vae_train = LEARNED["mtvae"].config("original")
+    assert get_model("mtae_advg").config("default")[0].discriminator == "gaussian"
+    vae, vae_train = get_model("mtvae").config("original")
     assert vae.variational and (vae.kl_weight, vae.kl_batch) == (0.004, 32)
     assert (vae_train.learning_rates, vae_train.batch_size) == ((6.6e-6,), 32)
-    assert {n: LEARNED[n].pairing for n in ("mtae", "mtae_ot", "mtvae_plus_ot")} == {
+    assert {n: get_model(n).pairing for n in ("mtae", "mtae_ot", "mtvae_plus_ot")} == {
         "mtae": "none", "mtae_ot": "ot", "mtvae_plus_ot": "plus_ot"}
-    assert LEARNED["mtvae_ot"].config("default")[0].variational
+    assert get_model("mtvae_ot").config("default")[0].variational
 
 
 def test_original_kl_weight_is_scaled_by_batch_over_training_cells():
-    vae = LEARNED["mtvae"].config("original")[0]
+    vae = get_model("mtvae").config("original")[0]
     assert mtae.build(vae, Task.of(10, LABELS, "control", n_cells=3200)).kl_weight == pytest.approx(
         0.004 * 32 / 3200)
     with pytest.raises(ValueError, match="must give n_cells"):

@@ -103,5 +103,5 @@ def test_a_latent_arithmetic_baseline_round_trips_with_its_training_cells(tiny_a
     again = perturbjax.load(tmp_path / "scgen")
     np.testing.assert_array_equal(again.predict(control, "stimulated").X,
                                   scgen.predict(control, "stimulated").X)
-    with pytest.raises(PerturbjaxError, match="not a learned model"):
-        perturbjax.fit(tiny_adata, model="mean_shift")
+    with pytest.raises(PerturbjaxError, match="'mean_shfit' is not registered"):
+        perturbjax.fit(tiny_adata, model="mean_shfit")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perturbjax.studies.ood_report import headline_table
+from perturbjax.studies.ood.report import headline_table
 
 ROOT = Path(__file__).resolve().parents[2]
 KANG = ROOT / "results" / "kang_valid"

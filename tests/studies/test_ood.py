@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 import scanpy as sc
 
-from perturbjax.data import hold_out, make_perturbation_data
+from perturbjax.data import MultiDoseConfig, SpeciesConfig, hold_out, make_perturbation_data
 from perturbjax.metrics import HeldOutReference, evaluate_prediction
 from perturbjax.metrics.conformal import leave_one_context_out
+from perturbjax.models import floor_references, register_model, unregister_model
+from perturbjax.models.peer import PeerModel
 from perturbjax.studies import ood
-from perturbjax.studies.ood_report import headline_table
+from perturbjax.studies.ood.report import headline_table
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +37,7 @@ def test_study_writes_table_summary_figures_checkpoints_and_config(study):
     assert any((workdir / "checkpoints" / "mtae" / "type_0").rglob("*"))
     table = pd.read_csv(workdir / "metrics.csv")
     # The floor references are scored whether asked for or not: calibration needs them.
-    assert set(table["model"]) == {*TINY_STUDY.models, *ood.FLOOR_REFERENCES}
+    assert set(table["model"]) == {*TINY_STUDY.models, *floor_references()}
     assert table.loc[table.model == "mtae", "seed"].tolist() == [1, 2]
     assert set(table["context"]) == {"type_0"}
     for metric in ("pearson_delta_top100", "degs_robust", "edistance", "r2_top100"):
@@ -105,35 +107,38 @@ def test_coverage_is_scored_per_context_on_the_other_contexts_and_their_common_g
     np.testing.assert_allclose(coverage[["coverage", "mean_width"]].to_numpy(np.float64),
                                expected[["coverage", "mean_width"]].to_numpy(np.float64),
                                rtol=1e-5)
-    assert set(results.coverage["model"]) == set(ood.FLOOR_REFERENCES)
+    assert set(results.coverage["model"]) == set(floor_references())
     assert "## Conformal intervals of the mean response" in results.summary
     assert "needs K ≥ [9]" in results.summary  # 4 calibration contexts: no finite 90% interval
 
 
 @dataclasses.dataclass
 class ShiftPeer:
-    """An external model: the held-out control cells plus a fixed shift of the first gene."""
+    """A peer's runner: the held-out control cells plus a fixed shift of the first gene."""
 
-    schedule = {"shift": 1.0}
     calls: list = dataclasses.field(default_factory=list)
 
-    def predict(self, split, spec, conditions, seeds):
-        self.calls.append(split.context)
-        shifted = np.asarray(split.control.X, np.float32).copy()
+    def __call__(self, train, control, spec, conditions, seeds):
+        self.calls.append(control.obs[spec.context_key].iloc[0])
+        shifted = np.asarray(control.X, np.float32).copy()
         shifted[:, 0] += 1.0
         return ({c: [shifted + s for s in range(len(seeds))] for c in conditions},
                 {c: [{"seed": s} for s in seeds] for c in conditions})
 
 
-def test_an_external_model_is_scored_as_a_cell_of_the_table_and_read_back(tmp_path):
+def test_a_peer_model_is_scored_as_a_cell_of_the_table_and_read_back(tmp_path):
     peer = ShiftPeer()
-    config = dataclasses.replace(TINY_STUDY, models=("peer",), figures=False)
-    results = ood.run(config, tmp_path, external={"peer": peer})
-    rows = results.metrics.query("model == 'peer'")
-    assert rows["seed"].tolist() == [1, 2] and peer.calls == ["type_0"]
-    assert json.loads((tmp_path / "run.json").read_text())["cells"]["peer"]["schedule"] == {
-        "shift": 1.0}
-    again = ood.run(config, tmp_path, external={"peer": peer})
+    register_model(PeerModel("peer", peer, {"shift": 1.0}))
+    try:
+        config = dataclasses.replace(TINY_STUDY, models=("peer",), figures=False)
+        results = ood.run(config, tmp_path)
+        rows = results.metrics.query("model == 'peer'")
+        assert rows["seed"].tolist() == [1, 2] and peer.calls == ["type_0"]
+        assert json.loads((tmp_path / "run.json").read_text())["cells"]["peer"][
+            "schedule"] == {"shift": 1.0}
+        again = ood.run(config, tmp_path)
+    finally:
+        unregister_model("peer")
     assert peer.calls == ["type_0"]  # read back, not predicted again
     pd.testing.assert_frame_equal(again.metrics.drop(columns=["scoring_seconds"]),
                                   results.metrics.drop(columns=["scoring_seconds"]),
@@ -159,14 +164,14 @@ def test_dose_never_seen_is_scored_apart_with_its_nearest_seen_dose(tmp_path):
         design="multidose", held_out=("type_1",), models=("mtae", "control", "mean_shift"),
         seeds=(1,), epochs=1, checkpoint_every=0, figures=False, conditioning="log_dose",
         held_out_conditions=("1",), ceiling_repeats=2,
-        multidose=ood.MultiDoseConfig(n_types=3, n_genes=60, doses=(0.1, 1.0, 10.0), largest=40,
+        multidose=MultiDoseConfig(n_types=3, n_genes=60, doses=(0.1, 1.0, 10.0), largest=40,
                                       smallest=30, n_response_genes=15, insensitive_types=0))
     results = ood.run(config, tmp_path)
     table = results.metrics
     held = table[table.held_out_condition]
     assert set(held.condition) == {"1"}
     assert set(held.model) == {"mtae", "mtae@nearest",
-                               *(f"{m}@nearest" for m in ood.FLOOR_REFERENCES)}
+                               *(f"{m}@nearest" for m in floor_references())}
     assert set(held.loc[held.model.str.endswith("@nearest"), "decoded_as"]) == {"0.1"}
     assert set(table.loc[~table.held_out_condition, "condition"]) == {"0.1", "10"}
     assert not results.ranking.index.str.contains("@").any()  # ranked on seen doses only
@@ -179,9 +184,9 @@ def _species_study(models, tmp_path):
     config = ood.OODConfig(
         design="species", held_out=("rat",), models=models, seeds=(1,), epochs=1,
         checkpoint_every=0, figures=False, ceiling_repeats=2,
-        species_data=ood.SpeciesConfig(n_genes=40, cells_per_group=40, n_response_genes=10))
+        species_data=SpeciesConfig(n_genes=40, cells_per_group=40, n_response_genes=10))
     results = ood.run(config, tmp_path)
-    assert set(results.ranking.index) == {*models, *ood.FLOOR_REFERENCES}
+    assert set(results.ranking.index) == {*models, *floor_references()}
     assert set(results.metrics.context) == {"rat"}
     assert set(results.metrics.condition) == {"LPS6"}
     assert results.metrics[["r2_all", "edistance"]].notna().all().all()
@@ -194,8 +199,8 @@ def test_alternating_and_paired_variants_train_and_are_ranked_on_the_species_des
 
 @pytest.mark.slow
 def test_every_variant_trains_and_is_ranked_on_the_species_design(tmp_path):
-    from perturbjax.models import MULTI_TASK
-    _species_study((*MULTI_TASK, "control"), tmp_path)
+    from perturbjax.models import mtae
+    _species_study((*mtae.VARIANTS, "control"), tmp_path)
 
 
 def test_the_headline_weighs_each_context_the_same_and_ends_with_the_ceiling():

@@ -18,6 +18,7 @@ from perturbjax.cli import parse_seeds
 from perturbjax.errors import PerturbjaxError, RunValidationError
 from perturbjax.studies import ood
 from perturbjax.studies.drug_response import DrugStudyConfig
+from perturbjax.studies.ood import protocol
 from perturbjax.studies.perturbx import PerturbXStudyConfig
 from perturbjax.studies.run_record import (
     RUN_FILE,
@@ -87,14 +88,14 @@ def test_other_epochs_or_schedules_on_a_finished_workdir_are_refused(h5ad, tmp_p
     again = ood.run(_config(path), workdir)
     assert (again.metrics["epochs_run"].dropna() == 2).all()
     # a model whose schedule now resolves differently (a new version) is refused by name
-    schedules = ood.model_schedules
+    schedules = protocol.model_schedules
 
-    def other_patience(config, external):
-        changed = schedules(config, external)
+    def other_patience(config):
+        changed = schedules(config)
         changed["mtae"]["train"]["patience"] = 1
         return changed
 
-    monkeypatch.setattr(ood, "model_schedules", other_patience)
+    monkeypatch.setattr(protocol, "model_schedules", other_patience)
     with pytest.raises(WorkdirMismatchError, match=r"model 'mtae' now resolves to another "
                                                    r"schedule \(train.patience"):
         ood.run(_config(path), workdir)
@@ -165,14 +166,14 @@ def test_a_workdir_that_is_a_file_is_refused(h5ad, tmp_path):
 
 def test_a_run_stopped_midway_keeps_its_done_contexts_marked_partial(h5ad, tmp_path,
                                                                     monkeypatch):
-    new_cell = ood._new_cell
+    new_cell = protocol._new_cell
 
     def fails_on_type_1(model, truth, *args):
         if truth.split.context == "type_1":
             raise KeyboardInterrupt
         return new_cell(model, truth, *args)
 
-    monkeypatch.setattr(ood, "_new_cell", fails_on_type_1)
+    monkeypatch.setattr(protocol, "_new_cell", fails_on_type_1)
     workdir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         ood.run(_config(h5ad(), held_out=("type_0", "type_1", "type_2")), workdir)
@@ -187,7 +188,7 @@ def test_a_run_killed_in_its_first_context_resumes_on_the_same_command(h5ad, tmp
                                                                        monkeypatch):
     path, workdir = h5ad(), tmp_path / "run"
     with monkeypatch.context() as patch:
-        patch.setattr(ood, "_new_cell", lambda *args: (_ for _ in ()).throw(
+        patch.setattr(protocol, "_new_cell", lambda *args: (_ for _ in ()).throw(
             KeyboardInterrupt()))
         with pytest.raises(KeyboardInterrupt):
             ood.run(_config(path), workdir)
@@ -243,7 +244,7 @@ def _deterministic(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def test_a_stopped_table_continues_from_its_last_finished_cell(h5ad, tmp_path, monkeypatch):
     config = _config(h5ad(), held_out=("type_0", "type_1"), models=("linear",))
-    new_cell, trained = ood._new_cell, []
+    new_cell, trained = protocol._new_cell, []
 
     def stops_at_type_1_linear(model, truth, *args):
         if (model, truth.split.context) == ("linear", "type_1"):
@@ -253,13 +254,13 @@ def test_a_stopped_table_continues_from_its_last_finished_cell(h5ad, tmp_path, m
 
     workdir = tmp_path / "run"
     with monkeypatch.context() as patch:
-        patch.setattr(ood, "_new_cell", stops_at_type_1_linear)
+        patch.setattr(protocol, "_new_cell", stops_at_type_1_linear)
         with pytest.raises(KeyboardInterrupt):
             ood.run(config, workdir)
     assert ("control", "type_1") in trained  # the cells before the stop are kept ...
     shutil.rmtree(workdir / "predictions")  # (a committed table keeps only its responses)
     trained.clear()
-    monkeypatch.setattr(ood, "_new_cell", lambda model, truth, *args: (
+    monkeypatch.setattr(protocol, "_new_cell", lambda model, truth, *args: (
         trained.append((model, truth.split.context)), new_cell(model, truth, *args))[1])
     resumed = ood.run(config, workdir)
     assert trained == [("linear", "type_1")]  # ... and only the stopped one is run again
@@ -295,7 +296,7 @@ def test_contexts_trained_as_one_program_score_as_the_per_context_loop(h5ad, tin
     thinned = ((obs["cell_type"] == "type_1") & (obs["condition"] == "stimulated")).to_numpy()
     path = h5ad(keep=~(thinned & (np.arange(len(obs)) % 3 == 0)))
     both = {"held_out": ("type_0", "type_1")}
-    with pytest.raises(RunValidationError, match="select on inner held-out contexts"):
+    with pytest.raises(RunValidationError, match="selects on inner held-out contexts"):
         ood.run(_config(path, **both, one_program=True, configuration="default"),
                 tmp_path / "no")
     loop = ood.run(_config(path, **both), tmp_path / "loop").metrics

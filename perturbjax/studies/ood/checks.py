@@ -4,8 +4,9 @@
 `data_problems` reads the loaded data against the protocol: every held-out context must have
 control cells to predict from and perturbed cells to score against (enough of each for the
 DEG test), every training pool must hold each condition that is scored (or no model would
-have seen it) and at least one batch of every learned model, and `counts` data must hold raw
-counts. The study raises one `RunValidationError` listing all of them.
+have seen it) and whatever each model needs of it (`Model.pool_problems`: e.g. a batch), and
+`counts` data must hold raw counts. `check_run` raises one `RunValidationError` listing all of
+them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 
+from perturbjax.data import normalize_log1p
 from perturbjax.data.schema import PerturbationSpec, non_count_example
-from perturbjax.data.splits import stratified_validation_mask
-from perturbjax.errors import seed_problem
-from perturbjax.models import Batching
+from perturbjax.data.splits import hold_out_mask
+from perturbjax.errors import RunValidationError, seed_problem
+from perturbjax.models import FitSettings, check_model_names, get_model
+from perturbjax.models.registry import Model
+from perturbjax.studies.ood.config import OODConfig, fit_settings
+from perturbjax.studies.ood.data import load_data
 
 MIN_GROUP = 2  # scanpy's DEG tests need at least two cells in each group they compare
 
@@ -43,7 +48,7 @@ def config_problems(seeds: Sequence[int], epochs: int | None, n_top_genes: int |
 
 def data_problems(adata: ad.AnnData, spec: PerturbationSpec, contexts: Sequence[str],
                   held_out_conditions: Sequence[str], counts: bool,
-                  batching: dict[str, Batching], source: str) -> list[str]:
+                  models: dict[str, Model], settings: FitSettings, source: str) -> list[str]:
     """Problems of the data for this protocol, every held-out context and training pool."""
     problems = []
     if counts:
@@ -71,27 +76,47 @@ def data_problems(adata: ad.AnnData, spec: PerturbationSpec, contexts: Sequence[
             if size < MIN_GROUP:
                 problems.append(f"{where}, condition '{label}': {size} cell; need at least "
                                 f"{MIN_GROUP} for the DEG test")
-        pool = ~(here & ~control) & ~never_seen
+        pool = ~hold_out_mask(adata, spec, [name]) & ~never_seen
         seen = set(condition[pool])
         for label in scored:
             if label not in held_out_conditions and label not in seen:
                 problems.append(f"{where}: the training pool has no cell of condition "
                                 f"'{label}' (no other context has one), so no model would "
                                 "have seen it")
-        for model, how in batching.items():
-            subsets = ([pool & (control | (condition == label)) for label in scored
-                        if label not in held_out_conditions] if how.per_condition else [pool])
-            for subset in subsets:
-                val = stratified_validation_mask(adata[subset], spec, how.validation_fraction,
-                                                 0)
-                trained = control[subset][~val]
-                n_rows, unit = len(trained), "cells"
-                if how.unpaired:
-                    n_rows = max(int(trained.sum()), int((~trained).sum()))
-                    unit = "rows (the larger of its control and perturbed cells)"
-                if n_rows < how.batch_size:
-                    problems.append(f"{where}: model '{model}' would train on {n_rows} "
-                                    f"{unit} after its validation split, fewer than one "
-                                    f"batch of {how.batch_size}")
-                    break
+        conditions = [label for label in scored if label not in held_out_conditions]
+        pool_cells = adata[pool]
+        for model in models.values():
+            problems += [f"{where}: {problem}" for problem in
+                         model.pool_problems(pool_cells, spec, conditions, settings)]
     return problems
+
+
+def check_run(config: OODConfig, workdir: Path) -> tuple[ad.AnnData, list[str]]:
+    """The validation pass: every problem of the settings (before the data loads), then of
+    the data, raised together as one `RunValidationError`. Returns the data, log-normalised,
+    and the contexts to hold out."""
+    problems = config_problems(config.seeds, config.epochs, config.n_top_genes,
+                               config.checkpoint_every, workdir)
+    if config.one_program and config.n_top_genes:
+        problems.append("one_program needs the same genes in every training pool; "
+                        "n_top_genes chooses them per pool: train context by context")
+    try:
+        check_model_names(config.models)
+    except ValueError as error:
+        problems.append(str(error))
+    if not problems:  # the models resolve only with valid settings
+        for model in config.models:
+            problems += get_model(model).settings_problems(fit_settings(config),
+                                                           config.one_program)
+    if problems:
+        raise RunValidationError("the run's settings", problems)
+    adata = load_data(config)
+    spec = config.spec
+    contexts = list(config.held_out) or sorted(adata.obs[spec.context_key].astype(str).unique())
+    raw_counts = config.counts and config.design == "single"
+    problems = data_problems(adata, spec, contexts, config.held_out_conditions, raw_counts,
+                             {m: get_model(m) for m in config.models}, fit_settings(config),
+                             source=config.data)
+    if problems:
+        raise RunValidationError(f"data '{config.data}'", problems)
+    return (normalize_log1p(adata) if raw_counts else adata), contexts

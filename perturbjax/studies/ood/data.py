@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import anndata as ad
 
 from perturbjax.data import (
@@ -16,9 +14,7 @@ from perturbjax.data import (
     validate,
 )
 from perturbjax.data.schema import DataValidationError
-
-if TYPE_CHECKING:
-    from perturbjax.studies.ood import OODConfig
+from perturbjax.studies.ood.config import OODConfig
 
 
 def load_data(config: OODConfig) -> ad.AnnData:

@@ -1,0 +1,110 @@
+"""A trained model on disk: a folder that proves it is whole and names no file from data.
+
+    my_model/
+      perturbjax_model.json     what was trained on what, the parts, the files' SHA-256
+      part_<i>/                 one trained program each (parameters, training cells, history)
+      calibration_<i>.csv       the conformal residuals of one condition
+
+Format 2 (this one) records a SHA-256 of every file and the device; `read_description` checks
+each file against it before anything is read, and refuses a folder whose listed files differ,
+are missing, or lie outside it (a link out of it included). Format 1 (no hashes, no history)
+still loads, unverified. Every name in the folder is made here, from indices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perturbjax.errors import PerturbjaxError
+from perturbjax.files import write_csv, write_text
+from perturbjax.version import __version__
+
+if TYPE_CHECKING:
+    from perturbjax.models.trained import TrainedModel
+
+DESCRIPTION = "perturbjax_model.json"
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_hashes(path: Path) -> dict[str, str]:
+    """SHA-256 of every file under `path` but the description, by relative POSIX path."""
+    return {p.relative_to(path).as_posix(): file_hash(p) for p in sorted(path.rglob("*"))
+            if p.is_file() and p.name != DESCRIPTION}
+
+
+def write_model(model: TrainedModel, path: Path) -> None:
+    """Save `model` into `path`, a new folder (or an empty one); the description, written
+    last, makes it a saved model."""
+    path = path.absolute()
+    if path.exists() and not path.is_dir():
+        raise PerturbjaxError(f"{path}: is a file; save a model into a new folder")
+    if (path / DESCRIPTION).exists():
+        raise PerturbjaxError(f"{path}: holds a saved model already; choose a new folder")
+    if path.is_dir() and any(path.iterdir()):
+        raise PerturbjaxError(f"{path}: is not empty; save a model into a new folder")
+    path.mkdir(parents=True, exist_ok=True)
+    parts = model.trained.save(path)
+    calibration = []
+    for i, (condition, residuals) in enumerate((model.calibration or {}).items()):
+        write_csv(path / f"calibration_{i}.csv", residuals, index=True)
+        calibration.append({"condition": condition, "file": f"calibration_{i}.csv"})
+    description = {
+        "format": FORMAT, "version": __version__, "model": model.name,
+        "settings": dataclasses.asdict(model.settings), "spec": dataclasses.asdict(model.spec),
+        "genes": list(model.genes), "labels": list(model.encoding.labels),
+        "control": model.encoding.control, "contexts": list(model.contexts),
+        "kind": model.kind, "device": model.device, "parts": parts,
+        "calibration": calibration if model.calibration is not None else None,
+        "files": folder_hashes(path)}
+    write_text(path / DESCRIPTION, json.dumps(description, indent=1, default=str))
+
+
+def _inside(path: Path, relative: str) -> Path:
+    """`path / relative`, refused if it resolves (through any link) outside `path`."""
+    target = (path / relative).resolve()
+    if not target.is_relative_to(path.resolve()):
+        raise PerturbjaxError(f"{path / DESCRIPTION}: the file '{relative}' lies outside the "
+                              "model's folder; a saved model reads only inside its folder")
+    return target
+
+
+def read_description(path: Path) -> dict[str, Any]:
+    """The description of the model saved in `path`, its files checked against their hashes."""
+    path = path.absolute()
+    try:
+        description = json.loads((path / DESCRIPTION).read_text())
+    except FileNotFoundError:
+        raise PerturbjaxError(f"{path}: no {DESCRIPTION}; not a saved perturbjax model") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PerturbjaxError(f"{path / DESCRIPTION}: not valid JSON ({error}); the model "
+                              "folder is damaged: save or fit it again") from None
+    if not isinstance(description, dict) or description.get("format") not in READABLE_FORMATS:
+        found = description.get("format") if isinstance(description, dict) else None
+        raise PerturbjaxError(f"{path / DESCRIPTION}: format {found}; this version reads "
+                              f"formats {list(READABLE_FORMATS)}: fit and save the model again")
+    for relative, expected in description.get("files", {}).items():
+        target = _inside(path, relative)
+        if not target.is_file():
+            raise PerturbjaxError(f"{path}: the file '{relative}' is missing; the model "
+                                  "folder is incomplete: save or fit it again")
+        if file_hash(target) != expected:
+            raise PerturbjaxError(f"{path}: the file '{relative}' differs from the one saved "
+                                  "(SHA-256 mismatch): the model folder was changed or damaged")
+    for entry in description.get("parts", []):
+        _inside(path, str(entry.get("folder", "")))
+    for entry in description.get("calibration") or []:
+        _inside(path, str(entry.get("file", "")))
+    return description
