@@ -37,7 +37,7 @@ from perturbjax.studies.perturbx import (
     make_folds,
     shared_arrays,
 )
-from perturbjax.studies.perturbx_data import prepare_cells
+from perturbjax.studies.perturbx.data import prepare_cells
 from perturbjax.train import Folds, TrainConfig, Trainer
 
 

@@ -83,3 +83,53 @@ def test_the_layer_check_finds_a_name_imported_from_the_package_root(tmp_path):
     (tmp_path / "plots.py").write_text("")
     assert upward_imports(tmp_path) == [f"{tmp_path.name}/models/trained.py -> "
                                         "perturbjax.__version__"]
+
+
+def module_name(root: Path, path: Path) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_cycles(root: Path) -> list[list[str]]:
+    """Circles of imports between the package's modules (a module importing, directly or
+    through others, one that imports it), type-checking imports included."""
+    modules = {module_name(root, p): p for p in root.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in imports(path):
+            while imported and imported not in modules:
+                imported = imported.rpartition(".")[0]  # a name in a module -> the module
+            if imported and imported != name:
+                targets.add(imported)
+        graph[name] = targets
+    cycles, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                cycles.append(stack[stack.index(target):] + [target])
+            elif target not in state:
+                visit(target, [*stack, target])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+def test_no_module_of_the_package_imports_itself_through_others():
+    assert import_cycles(PACKAGE) == []
+
+
+def test_the_circle_check_finds_a_configuration_imported_back(tmp_path):
+    root = tmp_path / "perturbjax"
+    (root / "studies").mkdir(parents=True)
+    (root / "studies" / "ood.py").write_text("from perturbjax.studies.ood_data import load\n")
+    (root / "studies" / "ood_data.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from perturbjax.studies.ood import OODConfig\n")
+    assert import_cycles(root) == [["perturbjax.studies.ood", "perturbjax.studies.ood_data",
+                                    "perturbjax.studies.ood"]]

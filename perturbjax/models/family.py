@@ -1,7 +1,7 @@
 """A learned model family: its named configurations, how it trains and what it needs.
 
 `family.fit(pool, seeds, settings, workdir)` trains every seed of the family as one program on a
-training pool and returns a `Fitted` (`family_fit`), whose `predict(control cells, condition)`
+training pool and returns a `Fitted`, whose `predict(control cells, condition)`
 gives one prediction per seed. Everything a family does differently lives here: its passes
 (`routes`: optimal-transport pairs, the warm start of the "plus OT" variants, inner-context
 selection), one fit per condition for single-perturbation models, the configuration's own
@@ -24,9 +24,10 @@ import numpy as np
 from perturbjax.data.fingerprint import content_hash
 from perturbjax.data.schema import PerturbationSpec
 from perturbjax.data.splits import is_control, stratified_validation_mask
-from perturbjax.models.family_fit import Fitted, TrainedProgram
+from perturbjax.errors import PerturbjaxError
 from perturbjax.models.fitting import ConditionEncoding, Task, TrainingPool, predict_decoded
 from perturbjax.models.inner_selection import choose_inner_contexts
+from perturbjax.models.program_files import load_programs, save_programs
 from perturbjax.models.routes import PASSES, Route, train_pass
 from perturbjax.models.settings import FitSettings
 from perturbjax.train import FitResult, TrainConfig
@@ -45,6 +46,59 @@ Predictor = Callable[[Objective, FitResult, TrainingPool, ad.AnnData, str], list
 
 def _unchanged(model_config: Any, settings: FitSettings) -> Any:
     return model_config
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedProgram:
+    """One trained program: its objective, members, the pool it saw and its wall time."""
+
+    objective: Objective
+    result: FitResult
+    pool: TrainingPool
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+    """A trained family: `predict` decodes control cells under a condition, one array per
+    seed; `runs` is each seed's bookkeeping (epochs run, best epoch, learning rate, seconds)."""
+
+    family: ModelFamily
+    parts: dict[str | None, TrainedProgram]  # condition -> its program; None: every condition
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return next(iter(self.parts.values())).result.seeds
+
+    def _part(self, condition: str) -> TrainedProgram:
+        part = self.parts.get(condition, self.parts.get(None))
+        if part is None:
+            raise PerturbjaxError(f"model '{self.family.name}' was trained for the conditions "
+                                  f"{sorted(self.parts)}, not '{condition}'")
+        return part
+
+    def predict(self, control: ad.AnnData, condition: str) -> list[np.ndarray]:
+        part = self._part(condition)
+        return self.family.predict(part.objective, part.result, part.pool, control, condition)
+
+    def runs(self, condition: str) -> list[dict]:
+        part = self._part(condition)
+        # Folds that select together share each seed's epoch and rate: the first tells them.
+        result = part.result.fold(0) if part.result.select_together else part.result
+        return [{"seed": seed, "epochs_run": result.epochs_run, "best_epoch": int(best) + 1,
+                 "learning_rate": float(lr), "train_seconds": part.seconds}
+                for seed, best, lr in zip(result.seeds, result.best_epoch, result.learning_rate,
+                                          strict=True)]
+
+    def history(self) -> dict[str | None, dict[str, np.ndarray]]:
+        """Per program: training and validation loss per (member, epoch)."""
+        return {c: {"train_loss": p.result.train_loss, "val_loss": p.result.val_loss}
+                for c, p in self.parts.items()}
+
+    def save(self, path: Path) -> list[dict[str, Any]]:
+        """Write each program under `path/part_<i>` (`program_files`)."""
+        return save_programs(path, [(c, p.result, p.pool, p.seconds)
+                                    for c, p in self.parts.items()])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +210,12 @@ class ModelFamily:
     def load_trained(self, path: Path, entries: list[dict[str, Any]], settings: FitSettings,
                      spec: PerturbationSpec, control: str) -> Fitted:
         """The programs a saved model holds under `path` (`Fitted.save`)."""
-        return Fitted.load(self, path, entries, settings, spec, control)
+        model_config = self.configured(settings)[0]
+        return Fitted(self, {
+            condition: TrainedProgram(self.build(model_config, pool.task()), result, pool,
+                                      seconds)
+            for condition, result, pool, seconds in load_programs(path, entries, spec,
+                                                                  control)})
 
     def _jobs(self, pool: TrainingPool, workdir: Path | None,
               conditions: Sequence[str] | None) -> dict[str | None, tuple[TrainingPool,

@@ -13,18 +13,17 @@ still loads, unverified. Every name in the folder is made here, from indices.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pandas as pd
 
 from perturbjax.errors import PerturbjaxError
 from perturbjax.files import write_csv, write_text
+from perturbjax.models.registry import Trained
 from perturbjax.version import __version__
-
-if TYPE_CHECKING:
-    from perturbjax.models.trained import TrainedModel
 
 DESCRIPTION = "perturbjax_model.json"
 FORMAT = 2
@@ -45,9 +44,11 @@ def folder_hashes(path: Path) -> dict[str, str]:
             if p.is_file() and p.name != DESCRIPTION}
 
 
-def write_model(model: TrainedModel, path: Path) -> None:
-    """Save `model` into `path`, a new folder (or an empty one); the description, written
-    last, makes it a saved model."""
+def write_model(path: Path, trained: Trained, calibration: dict[str, pd.DataFrame] | None,
+                description: dict[str, Any]) -> None:
+    """Save a trained model into `path`, a new folder (or an empty one): its parts, its
+    calibration residuals, then `description` (what was trained on what) with the format,
+    the version and every file's hash; written last, it makes the folder a saved model."""
     path = path.absolute()
     if path.exists() and not path.is_dir():
         raise PerturbjaxError(f"{path}: is a file; save a model into a new folder")
@@ -56,20 +57,15 @@ def write_model(model: TrainedModel, path: Path) -> None:
     if path.is_dir() and any(path.iterdir()):
         raise PerturbjaxError(f"{path}: is not empty; save a model into a new folder")
     path.mkdir(parents=True, exist_ok=True)
-    parts = model.trained.save(path)
-    calibration = []
-    for i, (condition, residuals) in enumerate((model.calibration or {}).items()):
+    parts = trained.save(path)
+    files = []
+    for i, (condition, residuals) in enumerate((calibration or {}).items()):
         write_csv(path / f"calibration_{i}.csv", residuals, index=True)
-        calibration.append({"condition": condition, "file": f"calibration_{i}.csv"})
-    description = {
-        "format": FORMAT, "version": __version__, "model": model.name,
-        "settings": dataclasses.asdict(model.settings), "spec": dataclasses.asdict(model.spec),
-        "genes": list(model.genes), "labels": list(model.encoding.labels),
-        "control": model.encoding.control, "contexts": list(model.contexts),
-        "kind": model.kind, "device": model.device, "parts": parts,
-        "calibration": calibration if model.calibration is not None else None,
-        "files": folder_hashes(path)}
-    write_text(path / DESCRIPTION, json.dumps(description, indent=1, default=str))
+        files.append({"condition": condition, "file": f"calibration_{i}.csv"})
+    whole = {"format": FORMAT, "version": __version__, **description, "parts": parts,
+             "calibration": files if calibration is not None else None,
+             "files": folder_hashes(path)}
+    write_text(path / DESCRIPTION, json.dumps(whole, indent=1, default=str))
 
 
 def _inside(path: Path, relative: str) -> Path:

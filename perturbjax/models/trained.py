@@ -25,6 +25,7 @@ from perturbjax.data.schema import PerturbationSpec, non_count_example
 from perturbjax.errors import PerturbjaxError
 from perturbjax.metrics.conformal import fewest_contexts, half_widths
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
+from perturbjax.models.model_files import write_model
 from perturbjax.models.registry import Trained, get_model
 from perturbjax.models.settings import FitSettings
 from perturbjax.version import __version__
@@ -162,9 +163,11 @@ class TrainedModel:
 
     def save(self, path: str | Path) -> None:
         """Write the model into the new folder `path` (`model_files`)."""
-        from perturbjax.models.model_files import write_model
-
-        write_model(self, Path(path))
+        write_model(Path(path), self.trained, self.calibration, {
+            "model": self.name, "settings": dataclasses.asdict(self.settings),
+            "spec": dataclasses.asdict(self.spec), "genes": list(self.genes),
+            "labels": list(self.encoding.labels), "control": self.encoding.control,
+            "contexts": list(self.contexts), "kind": self.kind, "device": self.device})
 
 
 def train_model(name: str, pool: TrainingPool, seeds: Sequence[int], settings: FitSettings,

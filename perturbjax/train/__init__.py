@@ -2,9 +2,10 @@
 
 from perturbjax.train.checkpoint import Checkpointer, CheckpointMismatchError
 from perturbjax.train.config import TrainConfig, make_optimizer
-from perturbjax.train.loop import Trainer, TrainState, fit
+from perturbjax.train.loop import Trainer, fit
 from perturbjax.train.members import FitResult, Folds, apply_members, predict_members
 from perturbjax.train.objective import Batch, Objective
+from perturbjax.train.state import TrainState
 
 __all__ = [
     "Batch",

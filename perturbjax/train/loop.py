@@ -21,7 +21,6 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,27 +30,12 @@ from perturbjax.progress import Progress
 from perturbjax.train.checkpoint import Checkpointer
 from perturbjax.train.config import TrainConfig, make_optimizer
 from perturbjax.train.members import FitResult, Folds
-from perturbjax.train.objective import ROW_WEIGHT, Batch, Objective, PyTree
+from perturbjax.train.objective import ROW_WEIGHT, Batch, Objective
+from perturbjax.train.selection import folds_stopped, select, warm_started
+from perturbjax.train.state import TrainState
 from perturbjax.train.trees import keep_if
 
 logger = logging.getLogger("perturbjax")
-
-
-@flax.struct.dataclass
-class TrainState:
-    """Everything one member needs to continue training; every leaf has the members axis."""
-
-    params: PyTree
-    model_state: PyTree
-    opt_state: PyTree
-    best_params: PyTree
-    best_model_state: PyTree
-    key: jax.Array
-    learning_rate: jax.Array
-    best_val: jax.Array
-    best_epoch: jax.Array
-    train_loss: jax.Array  # (epochs,) history, NaN where not yet run
-    val_loss: jax.Array
 
 
 def _n_cells(batch: Batch) -> int:
@@ -349,7 +333,7 @@ def fit(
     member_folds = folds.per_member(per_fold, config.batch_size) if folds else None
     state = trainer.init(seeds, train, shared, folds)
     if warm_start is not None:
-        state = _warm_started(state, warm_start, len(config.learning_rates))
+        state = warm_started(state, warm_start, len(config.learning_rates))
     if shardings:
         state, member_folds = jax.device_put((state, member_folds), shardings[0])
 
@@ -375,7 +359,7 @@ def fit(
         for epoch in range(start, config.epochs):
             # Checked before the epoch, so a run resumed from its last checkpoint stops where
             # the uninterrupted run stopped; a fold stops alone, as it would trained alone.
-            stopped = _folds_stopped(state, epoch, config.patience, n_folds)
+            stopped = folds_stopped(state, epoch, config.patience, n_folds)
             if stopped.all():
                 logger.info("early stop after epoch %d: no member improved for %d epochs",
                             epoch, config.patience)
@@ -398,72 +382,6 @@ def fit(
     finally:
         if checkpointer:
             checkpointer.close()
-    return _select(state, seeds, config, epochs_run, n_folds,
+    return select(state, seeds, config, epochs_run, n_folds,
                    devices=len(jax.devices()) if shardings else 1,
                    select_together=bool(folds and folds.select_together))
-
-
-def _warm_started(state: TrainState, start: FitResult, n_rates: int) -> TrainState:
-    """`state` with its parameters replaced by `start`'s (one per (fold, seed) member)."""
-    n_members = state.key.shape[0] // n_rates
-    n_start = start.n_folds * len(start.seeds)
-    if n_start != n_members:
-        raise ValueError(f"warm_start has {n_start} (fold, seed) members; this fit trains "
-                         f"{n_members}: use the same folds and seeds")
-    repeat = lambda tree: jax.tree_util.tree_map(  # noqa: E731
-        lambda a: jnp.repeat(jnp.asarray(a), n_rates, axis=0), tree)
-    params, model_state = repeat(start.params), repeat(start.model_state)
-    if (jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(state.params)
-            or jax.tree_util.tree_structure(model_state)
-            != jax.tree_util.tree_structure(state.model_state)):
-        raise ValueError("warm_start's parameters do not fit this objective's model")
-    copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)  # noqa: E731 (no shared buffers: the epoch donates the state)
-    return state.replace(params=params, model_state=model_state, best_params=copy(params),
-                         best_model_state=copy(model_state))
-
-
-def _folds_stopped(state: TrainState, epoch: int, patience: int | None, n_folds: int
-                   ) -> np.ndarray:
-    """Per fold, whether it has stopped before `epoch`: every one of its members went
-    `patience` epochs without improving by the epoch before."""
-    if patience is None or epoch == 0:
-        return np.zeros(n_folds, bool)
-    waited = (epoch - 1 - np.asarray(state.best_epoch)).reshape(n_folds, -1)
-    return (waited >= patience).all(axis=1)
-
-
-def _fold_epochs(state: TrainState, epochs_run: int, patience: int | None, n_folds: int
-                 ) -> np.ndarray:
-    """The epochs each fold ran: a stopped fold ran until `patience` epochs past its
-    members' last improvement."""
-    epochs = np.full(n_folds, epochs_run)
-    if patience is None:
-        return epochs
-    stopped = _folds_stopped(state, epochs_run, patience, n_folds)
-    last = np.asarray(state.best_epoch).reshape(n_folds, -1).max(axis=1)
-    return np.where(stopped, np.minimum(last + patience + 1, epochs_run), epochs)
-
-
-def _select(state: TrainState, seeds: tuple[int, ...], config: TrainConfig,
-            epochs_run: int, n_folds: int, devices: int, select_together: bool = False
-            ) -> FitResult:
-    """Per (fold, seed), the learning rate with the lowest best validation loss."""
-    n_rates = len(config.learning_rates)
-    fold_epochs = _fold_epochs(state, epochs_run, config.patience, n_folds)
-    best_val = np.asarray(state.best_val).reshape(n_folds * len(seeds), n_rates)
-    chosen = np.arange(len(best_val)) * n_rates + best_val.argmin(axis=1)
-    params = state.best_params if config.select_best else state.params
-    model_state = state.best_model_state if config.select_best else state.model_state
-    take = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a)[chosen], tree)  # noqa: E731
-    return FitResult(
-        seeds=seeds, params=take(params), model_state=take(model_state),
-        learning_rate=np.asarray(state.learning_rate)[chosen],
-        best_epoch=np.asarray(state.best_epoch)[chosen] if config.select_best
-        else np.repeat(fold_epochs - 1, len(seeds)),
-        epochs_run=epochs_run,
-        train_loss=np.asarray(state.train_loss)[:, :epochs_run],
-        val_loss=np.asarray(state.val_loss)[:, :epochs_run], devices=devices,
-        n_folds=n_folds, fold_epochs=fold_epochs, select_together=select_together,
-    )
-
-

@@ -38,8 +38,8 @@ from perturbjax.studies.perturbx import (
     make_folds,
     run_on,
 )
-from perturbjax.studies.perturbx_data import prepare_cells
-from perturbjax.studies.perturbx_report import MODEL, REFERENCES
+from perturbjax.studies.perturbx.data import prepare_cells
+from perturbjax.studies.perturbx.report import MODEL, REFERENCES
 from perturbjax.train import Folds, TrainConfig, fit
 from tests.release_files import write_10x_experiment
 

@@ -3,15 +3,12 @@ the recovery of known genes and the top genes' stability under bootstrap refits.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 
 from perturbjax.linear import MultiTaskLasso, ridge_fit
-
-if TYPE_CHECKING:
-    from perturbjax.studies.signatures import Evaluation, Fitted, SignatureStudyConfig
+from perturbjax.studies.signatures.config import SignatureStudyConfig
+from perturbjax.studies.signatures.fitting import Evaluation, Fitted
 
 
 def top_genes(ridge_coef: np.ndarray, lasso_coef: np.ndarray, gene_names: np.ndarray,

@@ -4,7 +4,6 @@ or the semi-synthetic set around real GDSC lines; cells log-normalised."""
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import anndata as ad
 import pandas as pd
@@ -16,9 +15,7 @@ from perturbjax.data.mixseq import load_mixseq, tp53_wild_type
 from perturbjax.data.preprocess import normalize_log1p
 from perturbjax.data.synthetic_mixseq import make_mixseq_like, make_toy_mixseq
 from perturbjax.errors import PerturbjaxError
-
-if TYPE_CHECKING:
-    from perturbjax.studies.perturbx import PerturbXStudyConfig
+from perturbjax.studies.perturbx.config import PerturbXStudyConfig
 
 
 def prepare_cells(raw: ad.AnnData, n_top_genes: int | None = None) -> ad.AnnData:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import anndata as ad
 
 from perturbjax.data import data_folder
 from perturbjax.data.exposures import load_expression_exposures
 from perturbjax.data.synthetic_exposures import ExposureSimConfig, make_exposure_data
-
-if TYPE_CHECKING:
-    from perturbjax.studies.signatures import SignatureStudyConfig
+from perturbjax.studies.signatures.config import SignatureStudyConfig
 
 
 def load_data(config: SignatureStudyConfig) -> ad.AnnData:

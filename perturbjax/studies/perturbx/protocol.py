@@ -29,159 +29,21 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
-from sklearn.model_selection import StratifiedKFold
 
 from perturbjax.data.bags import BagBatch, BagData
 from perturbjax.data.mixseq import MIXSEQ_SPEC
-from perturbjax.data.synthetic_mixseq import MixSeqSimConfig
-from perturbjax.errors import PerturbjaxError, RunValidationError, seed_problem
 from perturbjax.metrics.expression import mean_effect_scores, top_effect_genes
 from perturbjax.models import effect_references as refs
 from perturbjax.models import perturbx
 from perturbjax.nn.concrete import CONVERGED, distinct_selection, mean_max_probability
 from perturbjax.shapley import sampled_shapley
-from perturbjax.studies.perturbx_data import load_data
-from perturbjax.studies.perturbx_report import MODEL, summarise, write_results
+from perturbjax.studies.perturbx.config import PerturbXStudyConfig
+from perturbjax.studies.perturbx.data import load_data
+from perturbjax.studies.perturbx.folds import fold_rows, gene_weights, line_status, make_folds
+from perturbjax.studies.perturbx.report import MODEL, summarise, write_results
 from perturbjax.train import FitResult, Folds, TrainConfig, TrainState, fit, predict_members
 
 logger = logging.getLogger("perturbjax")
-
-DEFAULT_FOLDS = 6
-
-
-@dataclasses.dataclass(frozen=True)
-class PerturbXStudyConfig:
-    """Everything the study needs, its data source first.
-
-    Attributes:
-      toy: the download-free toy set (a known programme) instead of other data.
-      mixseq_dir, experiments, status_csv: real MIX-seq data: the experiment folders (the
-        DMSO control and one drug) and each line's TP53 status (a CSV with columns
-        cell_line, tp53_wt; default: from the GDSC mutations in `data_dir`).
-      data_dir: the shared data folder with gdsc/ (default: $PERTURBJAX_DATA or
-        ../shared/data); without `mixseq_dir` the semi-synthetic set is built around its
-        real lines (`simulation`, seeded by `fold_seed`).
-      hvgs: keep this many highly variable genes (scanpy); None keeps every gene.
-      model: the PerturbX architecture and objective.
-      n_folds, fold_seed: stratified folds over cell lines; `None`: `DEFAULT_FOLDS`, or as
-        many as the smaller status class has lines when it has fewer.
-      seeds: initialisation / bootstrap seeds; every fold x seed is one member.
-      epochs, batch_size, learning_rate: Adam on bags (batch_size bags per step).
-      selector_speed: the selector's logits take steps this many times larger (they must
-        move by ~log(genes) + 6 for the reference's convergence check, which at the base
-        rate takes far more steps than the decoder needs).
-      standardise_inputs: the model reads each gene standardised over all control cells
-        (unperturbed inputs, also available for the lines it predicts; no target is used),
-        so the selector is not drawn to genes merely for their dynamic range.
-      gene_weights: 'response' (each fold's mean |effect| per gene over its training lines,
-        scaled to mean 1: the paper's weighting) or 'uniform'.
-      status_key: obs column, constant within a line, that stratifies the folds.
-      n_top_degs: genes scored by R^2 and MSE (by mean |effect| over all lines).
-      k_neighbours: lines averaged by the nearest-lines reference.
-      shapley_permutations, shapley_cells, shapley_tolerance: the gene ranking's sampling.
-      n_top_genes: genes reported (and scored against a known programme).
-    """
-
-    toy: bool = False
-    mixseq_dir: str | None = None
-    experiments: tuple[str, ...] = ("DMSO_24hr_expt1", "Idasanutlin_24hr_expt1")
-    status_csv: str | None = None
-    data_dir: str | None = None
-    simulation: MixSeqSimConfig = MixSeqSimConfig()
-    hvgs: int | None = None
-    model: perturbx.PerturbXConfig = perturbx.PerturbXConfig()
-    n_folds: int | None = None
-    fold_seed: int = 0
-    seeds: tuple[int, ...] = (0, 1, 2)
-    epochs: int = 300
-    batch_size: int = 4
-    learning_rate: float = 1e-3
-    selector_speed: float = 50.0
-    standardise_inputs: bool = True
-    gene_weights: str = "response"
-    status_key: str = "tp53_wt"
-    n_top_degs: int = 100
-    k_neighbours: int = 3
-    shapley_permutations: int = 128
-    shapley_cells: int = 32
-    shapley_tolerance: float = 0.05
-    n_top_genes: int = 10
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.gene_weights not in ("response", "uniform"):
-            problems.append(f"gene_weights: '{self.gene_weights}'; expected 'response' or "
-                            "'uniform'")
-        if self.n_folds is not None and self.n_folds < 2:
-            problems.append(f"n_folds: {self.n_folds}; expected at least 2 folds")
-        problems += [p for p in [seed_problem("seeds", self.seeds)] if p]
-        for name in ("epochs", "batch_size", "shapley_permutations", "n_top_degs"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}: {getattr(self, name)}; expected a positive number")
-        if problems:
-            raise RunValidationError("PerturbXStudyConfig", problems)
-
-
-class FoldCountError(PerturbjaxError):
-    """The folds asked for cannot each hold out a line of every status class."""
-
-
-def line_status(adata: ad.AnnData, bags: BagData, key: str) -> np.ndarray:
-    """The boolean status of each context of `bags`, checked to be constant within a line."""
-    if key not in adata.obs.columns:
-        raise ValueError(f"obs column '{key}' (the per-line status that stratifies the folds) "
-                         f"is missing; columns: {sorted(map(str, adata.obs.columns))}")
-    per_line = adata.obs.groupby(MIXSEQ_SPEC.context_key, observed=True)[key].agg(
-        ["min", "max"])
-    mixed = per_line.index[per_line["min"] != per_line["max"]].tolist()
-    if mixed:
-        raise ValueError(f"obs '{key}' varies within cell lines {mixed[:5]}; expected one "
-                         "status per line")
-    return per_line.loc[bags.contexts, "min"].to_numpy(bool)
-
-
-def fold_count(status: np.ndarray, requested: int | None, key: str = "status") -> int:
-    """The number of stratified folds: `requested`, or by default `DEFAULT_FOLDS` capped at
-    the smaller status class. Raises FoldCountError, naming the class sizes, when a class has
-    fewer lines than the folds need (each fold holds out a line of every class)."""
-    values, sizes = np.unique(status, return_counts=True)
-    classes = ", ".join(f"{n} lines with {key}={v}" for v, n in zip(values, sizes, strict=True))
-    if len(values) < 2 or sizes.min() < 2:
-        raise FoldCountError(f"stratified folds need at least 2 lines of each of two status "
-                             f"classes; the data has {classes}")
-    n_folds = min(DEFAULT_FOLDS, int(sizes.min())) if requested is None else requested
-    if n_folds > sizes.min():
-        raise FoldCountError(f"{n_folds} folds need at least {n_folds} lines of each status "
-                             f"class, but the data has {classes}; ask for at most "
-                             f"{sizes.min()} folds")
-    return n_folds
-
-
-def make_folds(status: np.ndarray, n_folds: int | None, seed: int, key: str = "status"
-               ) -> list[np.ndarray]:
-    """Test contexts of each fold, stratified by status; `n_folds` as `fold_count` allows."""
-    splitter = StratifiedKFold(n_splits=fold_count(status, n_folds, key), shuffle=True,
-                               random_state=seed)
-    return [test for _, test in splitter.split(np.zeros(len(status)), status)]
-
-
-def fold_rows(bags: BagData, test_contexts: list[np.ndarray], seed: int) -> np.ndarray:
-    """(folds, rows) training rows; smaller folds repeat random rows of their own to reach
-    the largest (one compiled program needs one size)."""
-    rng = np.random.default_rng(seed)
-    rows = [np.flatnonzero(~np.isin(bags.row_context, test)) for test in test_contexts]
-    size = max(len(r) for r in rows)
-    if any(len(r) < size for r in rows):
-        logger.warning("folds differ in size; smaller folds repeat rows up to %d", size)
-    return np.stack([np.concatenate([r, rng.choice(r, size - len(r))]) for r in rows])
-
-
-def gene_weights(bags: BagData, train_rows: np.ndarray, kind: str) -> np.ndarray:
-    """(folds, genes) loss weights, each from its own fold's training rows only."""
-    if kind == "uniform":
-        return np.ones((len(train_rows), len(bags.genes)), np.float32)
-    weights = np.abs(bags.targets[train_rows]).mean(axis=1)
-    return (weights / weights.mean(axis=1, keepdims=True)).astype(np.float32)
 
 
 def train_folds(bags: BagData, train_rows: np.ndarray, config: PerturbXStudyConfig

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,10 +11,8 @@ from perturbjax import plots
 from perturbjax.data.bags import BagData
 from perturbjax.models import effect_references as refs
 from perturbjax.nn.concrete import CONVERGED
+from perturbjax.studies.perturbx.config import PerturbXStudyConfig
 from perturbjax.studies.report import markdown_table, mean_sd_table, write_config, write_report
-
-if TYPE_CHECKING:
-    from perturbjax.studies.perturbx import PerturbXStudyConfig
 
 MODEL = "PerturbX"
 REFERENCES = ("mean effect", "status mean effect", "nearest lines", "ridge")
