@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from perturbjax.studies.ood import OODConfig, run
+from perturbjax.studies.ood.rows import base_model
 
 REFERENCES = ("control", "mean_shift", "mean_shift_balanced", "linear")
 # run name -> (models, configuration, held-out contexts, one program)
@@ -48,12 +49,12 @@ def digests(workdir: Path) -> dict[str, str]:
     table = pd.read_csv(workdir / "metrics.csv", float_precision="round_trip")
     table = table.drop(columns=[c for c in TIMINGS if c in table.columns])
     out = {}
-    for model in sorted({m.split("@")[0] for m in table["model"]}):
+    for model in sorted(set(table["model"].map(base_model))):
         parts = []
         for path in sorted((workdir / "responses" / model).glob("*.npz")):
             with np.load(path) as saved:
                 parts += [saved["keys"].tobytes(), saved["responses"].tobytes()]
-        rows = table[table["model"].str.split("@").str[0] == model]
+        rows = table[table["model"].map(base_model) == model]
         parts.append(rows.to_csv(index=False).encode())
         out[model] = sha(b"".join(parts))
     return out

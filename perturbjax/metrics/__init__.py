@@ -1,7 +1,6 @@
 """Evaluation of predicted cells against real perturbed cells."""
 
 from perturbjax.metrics.calibration import (
-    FLOOR_REFERENCES,
     Ceiling,
     calibrate,
     replicate_ceiling,
@@ -19,7 +18,6 @@ from perturbjax.metrics.response import (
 
 __all__ = [
     "DISTANCES",
-    "FLOOR_REFERENCES",
     "RESPONSE_METRICS",
     "Ceiling",
     "HeldOutReference",

@@ -3,7 +3,8 @@
 The ceiling of a metric on one held-out context is the score of half of its real perturbed
 cells as a prediction of the other half (control cells shared), averaged over seeded random
 splits: the best a model can do at this cell count. The floor is the better of the trivial
-references (`FLOOR_REFERENCES`) on the same context. calibrated = (score - floor) /
+references (`floors`: the study says which rows are floor references, and of which one)
+on the same context. calibrated = (score - floor) /
 (ceiling - floor): 0 is no better than a trivial reference, 1 is as good as a replicate,
 negative is worse than a trivial reference. It is NaN where the ceiling is no better than
 the floor, since the scale then means nothing.
@@ -12,7 +13,7 @@ the floor, since the scale then means nothing.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,6 @@ import pandas as pd
 from perturbjax.metrics.ranking import higher_is_better
 from perturbjax.metrics.response import discrimination, mean_response
 
-FLOOR_REFERENCES = ("control", "mean_shift", "mean_shift_balanced")
 CEILING = "_ceiling"
 CALIBRATED = "_calibrated"
 GROUP = ["context", "condition"]
@@ -65,26 +65,29 @@ def replicate_ceiling(score: Callable[[np.ndarray, np.ndarray, np.ndarray], dict
                    np.stack(truth))
 
 
-def _floor_scores(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Score `name` of each floor reference (columns) per (context, condition) (rows); a
-    reference predicted with the nearest seen dose (`control@nearest`) counts as itself."""
-    base = metrics["model"].astype(str).str.split("@").str[0]
-    floors = metrics[base.isin(FLOOR_REFERENCES)].assign(reference=base)
-    missing = set(FLOOR_REFERENCES) - set(floors["reference"])
+def _floor_scores(metrics: pd.DataFrame, name: str, floors: Mapping[str, str]
+                  ) -> pd.DataFrame:
+    """Score `name` of each floor reference (columns) per (context, condition) (rows).
+    `floors` maps a row's model name to the floor reference it is (a study may name one
+    reference's rows in several ways)."""
+    reference = metrics["model"].astype(str).map(floors)
+    rows = metrics[reference.notna()].assign(reference=reference)
+    missing = set(floors.values()) - set(rows["reference"])
     if missing:
         raise ValueError(f"calibration needs the rows of the floor references {sorted(missing)}")
-    keys = floors[GROUP].astype(str)
-    return floors.assign(**{g: keys[g] for g in GROUP}).pivot_table(
+    keys = rows[GROUP].astype(str)
+    return rows.assign(**{g: keys[g] for g in GROUP}).pivot_table(
         index=GROUP, columns="reference", values=name, dropna=False)
 
 
-def calibrate(metrics: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+def calibrate(metrics: pd.DataFrame, names: list[str], floors: Mapping[str, str]
+              ) -> pd.DataFrame:
     """`metrics` with `<name>_calibrated` for each name, from its `<name>_ceiling` column
     and the floor, the best floor reference in its (context, condition)."""
     out = metrics.copy()
     key = pd.MultiIndex.from_frame(out[GROUP].astype(str))
     for name in names:
-        scores = _floor_scores(out, name)
+        scores = _floor_scores(out, name, floors)
         best = scores.max(axis=1) if higher_is_better(name) else scores.min(axis=1)
         floor = best.reindex(key).to_numpy()
         span = out[name + CEILING].to_numpy(np.float64) - floor
@@ -95,9 +98,9 @@ def calibrate(metrics: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     return out
 
 
-def floor_models(metrics: pd.DataFrame, name: str) -> pd.Series:
+def floor_models(metrics: pd.DataFrame, name: str, floors: Mapping[str, str]) -> pd.Series:
     """Which floor reference is the floor of `name`, per (context, condition)."""
-    scores = _floor_scores(metrics, name)
+    scores = _floor_scores(metrics, name, floors)
     defined = scores.dropna(how="all")  # a metric may be undefined on a context (NaN)
     best = defined.idxmax(axis=1) if higher_is_better(name) else defined.idxmin(axis=1)
     return best.astype(object).reindex(scores.index)

@@ -137,6 +137,9 @@ def test_half_split_ceiling_is_below_one_and_rises_with_the_cell_count():
     assert small < large < 1.0
 
 
+FLOORS = {m: m for m in ("control", "mean_shift", "mean_shift_balanced")}
+
+
 def _frame(rows, metric="pearson_delta"):
     return pd.DataFrame(rows, columns=["model", "context", "condition", "seed", metric,
                                        metric + CEILING])
@@ -148,9 +151,9 @@ def test_calibration_is_zero_at_the_best_trivial_reference_and_one_at_the_ceilin
         ("mean_shift_balanced", "a", "s", None, 0.3, 0.9), ("model", "a", "s", 1, 0.7, 0.9),
         ("model", "a", "s", 2, 0.9, 0.9), ("model", "a", "s", 3, 0.1, 0.9),
     ])
-    calibrated = calibrate(metrics, ["pearson_delta"])["pearson_delta" + CALIBRATED]
+    calibrated = calibrate(metrics, ["pearson_delta"], FLOORS)["pearson_delta" + CALIBRATED]
     np.testing.assert_allclose(calibrated, [-1.25, 0.0, -0.5, 0.5, 1.0, -1.0])
-    assert floor_models(metrics, "pearson_delta").tolist() == ["mean_shift"]
+    assert floor_models(metrics, "pearson_delta", FLOORS).tolist() == ["mean_shift"]
 
 
 def test_calibration_of_an_error_runs_the_other_way_and_is_blank_without_headroom():
@@ -158,9 +161,9 @@ def test_calibration_of_an_error_runs_the_other_way_and_is_blank_without_headroo
                      ("mean_shift", "a", "s", None, 3.0, 1.0),
                      ("mean_shift_balanced", "a", "s", None, 5.0, 1.0),
                      ("model", "a", "s", 1, 2.0, 1.0)], metric="mse_top100")
-    assert calibrate(errors, ["mse_top100"])["mse_top100" + CALIBRATED].iloc[-1] == 0.5
+    assert calibrate(errors, ["mse_top100"], FLOORS)["mse_top100" + CALIBRATED].iloc[-1] == 0.5
     errors["mse_top100" + CEILING] = 3.5  # the ceiling is worse than the floor
-    assert calibrate(errors, ["mse_top100"])["mse_top100" + CALIBRATED].isna().all()
+    assert calibrate(errors, ["mse_top100"], FLOORS)["mse_top100" + CALIBRATED].isna().all()
 
 
 def test_discrimination_is_added_per_model_and_seed_across_contexts():
@@ -234,3 +237,16 @@ def test_linear_reference_recovers_a_response_linear_in_the_control_centroid():
     balanced = predict_mean_shift_balanced(split, SPEC, "stimulated").mean(0) - control_mean
     truth = mean_response(split.truth.X, control_mean.astype(np.float64))
     assert np.abs(linear - truth).mean() < 0.2 * np.abs(balanced - truth).mean()
+
+
+def test_the_floor_is_read_from_the_rows_the_study_names_as_each_reference():
+    metrics = _frame([("control@nearest", "a", "s", None, 0.0, 0.9),
+                      ("mean_shift@nearest", "a", "s", None, 0.5, 0.9),
+                      ("mean_shift_balanced@nearest", "a", "s", None, 0.3, 0.9),
+                      ("model", "a", "s", 1, 0.7, 0.9)])
+    floors = {f"{m}@nearest": m for m in FLOORS}
+    calibrated = calibrate(metrics, ["pearson_delta"], floors)["pearson_delta" + CALIBRATED]
+    np.testing.assert_allclose(calibrated.iloc[-1], 0.5)
+    assert floor_models(metrics, "pearson_delta", floors).tolist() == ["mean_shift"]
+    with pytest.raises(ValueError, match="floor references"):
+        calibrate(metrics, ["pearson_delta"], FLOORS)  # none of these rows is named so

@@ -3,6 +3,8 @@ that name what is expected."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -105,3 +107,73 @@ def test_a_latent_arithmetic_baseline_round_trips_with_its_training_cells(tiny_a
                                   scgen.predict(control, "stimulated").X)
     with pytest.raises(PerturbjaxError, match="'mean_shfit' is not registered"):
         perturbjax.fit(tiny_adata, model="mean_shfit")
+
+
+def _saved(model, folder):
+    model.save(folder)
+    return folder, json.loads((folder / "perturbjax_model.json").read_text())
+
+
+def test_a_saved_model_lists_a_hash_of_every_file_and_refuses_a_changed_one(fitted, control,
+                                                                          tmp_path):
+    folder, description = _saved(fitted, tmp_path / "model")
+    assert description["format"] == 2 and description["device"] == fitted.device
+    listed = set(description["files"])
+    assert listed == {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                      if p.is_file() and p.name != "perturbjax_model.json"}
+    target = folder / "part_0" / "training_cells.h5ad"
+    data = bytearray(target.read_bytes())
+    data[-100] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(PerturbjaxError, match=r"'part_0/training_cells.h5ad' differs"):
+        perturbjax.load(folder)
+    target.unlink()
+    with pytest.raises(PerturbjaxError, match=r"'part_0/training_cells.h5ad' is missing"):
+        perturbjax.load(folder)
+
+
+def test_a_saved_model_reads_nothing_outside_its_folder(fitted, tmp_path):
+    folder, description = _saved(fitted, tmp_path / "model")
+    outside = tmp_path / "outside.h5ad"
+    moved = folder / "part_0" / "training_cells.h5ad"
+    outside.write_bytes(moved.read_bytes())
+    moved.unlink()
+    moved.symlink_to(outside)  # a link out of the folder, even to identical bytes
+    with pytest.raises(PerturbjaxError, match="outside the model's folder"):
+        perturbjax.load(folder)
+    folder, description = _saved(fitted, tmp_path / "second")
+    description["parts"][0]["folder"] = "../model/part_0"
+    (folder / "perturbjax_model.json").write_text(json.dumps(description))
+    with pytest.raises(PerturbjaxError, match="outside the model's folder"):
+        perturbjax.load(folder)
+
+
+def test_a_damaged_description_is_refused_by_name(fitted, tmp_path):
+    folder, _ = _saved(fitted, tmp_path / "model")
+    text = (folder / "perturbjax_model.json").read_text()
+    (folder / "perturbjax_model.json").write_text(text[: len(text) // 2])
+    with pytest.raises(PerturbjaxError, match=r"perturbjax_model.json: not valid JSON"):
+        perturbjax.load(folder)
+    (folder / "perturbjax_model.json").write_text(json.dumps({"format": 7}))
+    with pytest.raises(PerturbjaxError, match=r"format 7.*fit and save the model again"):
+        perturbjax.load(folder)
+
+
+def test_a_model_saved_in_the_first_format_still_loads(fitted, control, tmp_path):
+    folder, description = _saved(fitted, tmp_path / "model")
+    for key in ("files", "device"):
+        description.pop(key)
+    description["format"] = 1
+    (folder / "perturbjax_model.json").write_text(json.dumps(description))
+    for history in folder.glob("part_*/history.npz"):
+        history.unlink()
+    again = perturbjax.load(folder)
+    np.testing.assert_array_equal(again.predict(control, "stimulated").X,
+                                  fitted.predict(control, "stimulated").X)
+    assert again.history()[None]["val_loss"].size == 0
+
+
+def test_the_repr_is_one_short_line(fitted):
+    text = repr(fitted)
+    assert len(text) < 300 and "\n" not in text
+    assert text.startswith("TrainedModel('mtae'") and "seeds=[1, 2]" in text

@@ -25,6 +25,7 @@ import pandas as pd
 
 from perturbjax.files import write_csv
 from perturbjax.metrics.calibration import CALIBRATED
+from perturbjax.studies.ood.rows import base_model
 from perturbjax.studies.run_record import (
     RUN_FILE,
     WorkdirMismatchError,
@@ -56,7 +57,7 @@ def _read_rows(table: Path) -> pd.DataFrame:
 
 def _cell_rows(rows: pd.DataFrame, model: str, context: str) -> pd.DataFrame:
     """A cell's rows (a model's `@nearest` rows included)."""
-    base = rows["model"].str.split("@").str[0]
+    base = rows["model"].map(base_model)
     return rows[(base == model) & (rows["context"] == context)]
 
 
@@ -89,12 +90,12 @@ class Cells:
                     + "; ".join(differences(cell["schedule"], normalised(schedules[model])))
                     + "); nothing was changed. Use a fresh workdir, or overwrite=True "
                     "(--overwrite) to train its cells again")
-            base = rows["model"].str.split("@").str[0]
+            base = rows["model"].map(base_model)
             present = set(rows.loc[base == model, "context"])
             contexts = [c for c in cell["contexts"] if c in present]
             if contexts:
                 cells.schedules[model], cells.done[model] = cell["schedule"], contexts
-        base = rows["model"].str.split("@").str[0]
+        base = rows["model"].map(base_model)
         mine = [cells.has(m, c) for m, c in zip(base, rows["context"], strict=True)]
         stored = [c for c in rows.columns
                   if c not in ACROSS_CONTEXTS and not c.endswith(CALIBRATED)]

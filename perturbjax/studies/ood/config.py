@@ -31,7 +31,7 @@ class OODConfig:
     "log_dose"); `held_out_conditions` are removed from training everywhere (see above).
     `ceiling_repeats` is the number of random half splits of the real cells behind each
     context's replicate ceiling (`metrics.calibration`). The floor references
-    (`FLOOR_REFERENCES`) are scored in every run, asked for or not: every calibrated score
+    (`models.floor_references`) are scored in every run, asked for or not: every calibrated score
     is measured from them. `one_program` trains each learned model on all its missing
     held-out contexts at once, the contexts as folds of one program (`models.pooled`): one
     compilation per model instead of one per context, and the contexts side by side on an

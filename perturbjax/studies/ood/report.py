@@ -11,10 +11,12 @@ import pandas as pd
 from perturbjax import plots
 from perturbjax.data.splits import HoldOut
 from perturbjax.metrics import HeldOutReference, penalty_ranking
-from perturbjax.metrics.calibration import CALIBRATED, CEILING, FLOOR_REFERENCES, floor_models
+from perturbjax.metrics.calibration import CALIBRATED, CEILING, floor_models
 from perturbjax.metrics.conformal import fewest_contexts
 from perturbjax.metrics.distances import DISTANCES
 from perturbjax.metrics.response import RESPONSE_METRICS, mean_response
+from perturbjax.models import floor_references
+from perturbjax.studies.ood.rows import floor_rows
 from perturbjax.studies.report import markdown_table, mean_sd_table
 
 # The response metrics (`metrics.response`), led by the discrimination across contexts.
@@ -24,7 +26,6 @@ HEADLINE = ["pearson_delta_top100", "r2_delta_top100", "degs_robust"]  # per-con
 RANKED_METRICS = ["degs", "r2_all", "r2_top20", "r2_top100", *DISTANCES]
 SUMMARY_METRICS = ["degs", "degs_abs", "r2_all", "r2_top20", "r2_top100", "r2_top100_sub",
                    "edistance", "edistance_ratio", "euclidean", "mmd_rbf", "wasserstein"]
-NEAREST = "@nearest"  # suffix of a model's prediction with the nearest seen dose
 HELD_OUT_DOSE_METRICS = ["mse_means", "r2_all", "r2_top100", "euclidean", "edistance"]
 def write_context_figures(split: HoldOut, references: dict[str, HeldOutReference],
                    first_seed: dict[str, dict[str, np.ndarray]], workdir: Path) -> None:
@@ -81,7 +82,7 @@ def rankings(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def _floor_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Which trivial reference is the floor of each headline metric, per context."""
-    floors = pd.DataFrame({m: floor_models(metrics, m)
+    floors = pd.DataFrame({m: floor_models(metrics, m, floor_rows())
                            for m in ["pearson_delta", *HEADLINE, "discrimination"]})
     return floors.reset_index()
 
@@ -181,7 +182,7 @@ def summarise(metrics: pd.DataFrame, coverage: pd.DataFrame | None = None,
         "contexts (1: nearest its own; about 0.5: blind to the context). The `control` "
         "reference's Pearson scores are 0 by definition (its d_P is 0).",
         "**Calibrated** = (score - floor) / (ceiling - floor). Floor: the better of the "
-        f"trivial references {list(FLOOR_REFERENCES)} on that context. Ceiling: half of the "
+        f"trivial references {list(floor_references())} on that context. Ceiling: half of the "
         "real perturbed cells as a prediction of the other half (mean over random splits). "
         "0 = no better than a trivial reference, 1 = as good as a replicate of the real "
         "cells, < 0 = worse than a trivial reference; blank where the ceiling is no better "

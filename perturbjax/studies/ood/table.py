@@ -15,12 +15,13 @@ import pandas as pd
 
 from perturbjax.metrics.calibration import (
     CEILING,
-    FLOOR_REFERENCES,
     Ceiling,
     add_discrimination,
     calibrate,
 )
 from perturbjax.metrics.conformal import LEVELS, leave_one_context_out
+from perturbjax.models import floor_references
+from perturbjax.studies.ood.rows import base_model, floor_rows
 
 
 @dataclasses.dataclass
@@ -77,8 +78,8 @@ class Scored:
         context still in progress is left out."""
         models: dict[str, set[str]] = {}
         for row in self.rows:
-            models.setdefault(row["context"], set()).add(row["model"].split("@")[0])
-        settled = {c for c, scored in models.items() if set(FLOOR_REFERENCES) <= scored}
+            models.setdefault(row["context"], set()).add(base_model(row["model"]))
+        settled = {c for c, scored in models.items() if set(floor_references()) <= scored}
         keep = [i for i, row in enumerate(self.rows) if row["context"] in settled]
         return Scored([self.rows[i] for i in keep], [self.predicted[i] for i in keep],
                       {k: v for k, v in self.real.items() if k[0] in settled},
@@ -95,7 +96,7 @@ class Scored:
         metrics = add_discrimination(common.frame(), dict(enumerate(common.predicted)),
                                      common.real, common.ceilings)
         names = [c[: -len(CEILING)] for c in metrics.columns if c.endswith(CEILING)]
-        return calibrate(metrics, names)
+        return calibrate(metrics, names, floor_rows())
 
     def coverage(self, levels: tuple[float, ...] = LEVELS) -> pd.DataFrame:
         """Per (model, condition): the conformal interval's coverage and width on each

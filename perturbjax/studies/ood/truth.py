@@ -21,7 +21,7 @@ from perturbjax.models import get_model
 from perturbjax.models.fitting import ConditionEncoding
 from perturbjax.models.peer import Predictions, RunRecords
 from perturbjax.studies.ood.config import OODConfig
-from perturbjax.studies.ood.report import NEAREST
+from perturbjax.studies.ood.rows import nearest_row
 from perturbjax.studies.ood.table import Scored
 
 
@@ -78,7 +78,7 @@ class ContextTruth:
         cells of the condition, only the latter."""
         direct = get_model(model).decodes_unseen_conditions
         plan = [(model, c, c) for c in self.conditions if direct or c not in self.nearest]
-        return plan + [(model + NEAREST, c, self.nearest[c]) for c in self.conditions
+        return plan + [(nearest_row(model), c, self.nearest[c]) for c in self.conditions
                        if c in self.nearest]
 
 
