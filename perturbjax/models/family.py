@@ -241,9 +241,10 @@ class ModelFamily:
             workdir: Path | None = None, conditions: Sequence[str] | None = None) -> Fitted:
         """Train every seed on `pool` as one program (checkpoints under `workdir`); a
         single-perturbation model is trained once per condition (`_jobs`)."""
-        return Fitted(self, {c: self._fit_programs([job], job_workdir, seeds, settings)[0]
-                             for c, (job, job_workdir) in
-                             self._jobs(pool, workdir, conditions).items()})
+        parts = {}
+        for condition, (job, job_workdir) in self._jobs(pool, workdir, conditions).items():
+            parts[condition] = self._fit_programs([job], job_workdir, seeds, settings)[0]
+        return Fitted(self, parts)
 
     def fit_pools(self, pools: Mapping[str, TrainingPool], seeds: Sequence[int],
                   settings: FitSettings, workdir: Path | None = None,

@@ -71,14 +71,6 @@ class OODResults:
 
 
 
-def _fit_cell(model: str, split: HoldOut, config: OODConfig, encoding: ConditionEncoding,
-              conditions: list[str], workdir: Path) -> TrainedModel:
-    """Fit a model on the context's training pool (all seeds as one program)."""
-    return train_model(model, TrainingPool(split.train, config.spec, encoding), config.seeds,
-                       fit_settings(config), workdir / "checkpoints" / model / split.context,
-                       conditions=conditions)
-
-
 def _new_cell(model: str, truth: ContextTruth, config: OODConfig,
               encoding: ConditionEncoding, workdir: Path, fitted: TrainedModel | None = None
               ) -> tuple[Scored, Predictions]:
@@ -88,7 +80,9 @@ def _new_cell(model: str, truth: ContextTruth, config: OODConfig,
     split = truth.split
     decoded = sorted({d for _, _, d in truth.plan(model)})
     if fitted is None:
-        fitted = _fit_cell(model, split, config, encoding, decoded, workdir)
+        fitted = train_model(model, TrainingPool(split.train, config.spec, encoding),
+                             config.seeds, fit_settings(config),
+                             workdir / "checkpoints" / model / split.context, decoded)
     predictions = {c: fitted.predict_members(split.control, c) for c in decoded}
     runs = {c: fitted.runs(c) for c in decoded}
     saved = cell_file(workdir, "predictions", model, split.context)
