@@ -49,13 +49,17 @@ def _read(path: Path) -> ad.AnnData:
         raise DataValidationError(f"{path}: not a readable h5ad file ({err})") from err
 
 
+def dense_x(x) -> np.ndarray:
+    """An expression matrix as the dense float32 array every model reads (h5ad files
+    usually hold a sparse CSR matrix)."""
+    return (x.toarray() if sp.issparse(x) else np.asarray(x)).astype(np.float32)
+
+
 def _checked(adata: ad.AnnData, spec: PerturbationSpec, held_out: Sequence[str] | None,
              source: str) -> ad.AnnData:
     """Validate, then densify X as float32 and make the key columns categorical strings."""
     validate(adata, spec, held_out=held_out, source=source)
-    adata.X = (adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)).astype(
-        np.float32
-    )
+    adata.X = dense_x(adata.X)
     for key in (spec.context_key, spec.condition_key):
         adata.obs[key] = adata.obs[key].astype(str).astype("category")
     adata.uns["source"] = source

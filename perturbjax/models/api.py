@@ -33,6 +33,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from perturbjax.data.datasets import dense_x
 from perturbjax.data.schema import PerturbationSpec, validate
 from perturbjax.data.splits import hold_out_mask
 from perturbjax.errors import PerturbjaxError, seed_problem
@@ -65,6 +66,7 @@ def fit(adata: ad.AnnData, model: str = "mtae", context_key: str = "cell_type",
     spec = PerturbationSpec(context_key, condition_key, control)
     validate(adata, spec, held_out=held or None, source=adata.uns.get("source"))
     train = adata[~hold_out_mask(adata, spec, held)].copy()
+    train.X = dense_x(train.X)
     encoding = ConditionEncoding.from_adata(train, spec)
     settings = FitSettings(configuration=configuration, epochs=epochs,
                            checkpoint_every=25 if workdir else 0)

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from perturbjax.data.datasets import dense_x
 from perturbjax.data.schema import PerturbationSpec, non_count_example
 from perturbjax.errors import PerturbjaxError
 from perturbjax.metrics.conformal import fewest_contexts, half_widths
@@ -111,6 +112,9 @@ class TrainedModel:
         if kind != self.kind:
             raise PerturbjaxError(f"the cells hold {kind} values but the model was trained on "
                                   f"{self.kind} data; transform them the same way first")
+        if not isinstance(control.X, np.ndarray) or control.X.dtype != np.float32:
+            control = control.copy()  # a sparse or float64 X, as read from most h5ad files
+            control.X = dense_x(control.X)
         return control
 
     def predict(self, control: ad.AnnData, condition: str, reindex: bool = False,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
+import scipy.sparse as sp
 
 import perturbjax
 from perturbjax.errors import PerturbjaxError
@@ -177,3 +178,16 @@ def test_the_repr_is_one_short_line(fitted):
     text = repr(fitted)
     assert len(text) < 300 and "\n" not in text
     assert text.startswith("TrainedModel('mtae'") and "seeds=[1, 2]" in text
+
+
+def test_sparse_cells_as_read_from_an_h5ad_train_and_predict_as_dense_ones(tiny_adata,
+                                                                         control):
+    sparse = tiny_adata.copy()
+    sparse.X = sp.csr_matrix(sparse.X)
+    dense_fit, sparse_fit = (perturbjax.fit(cells, model="mtae", held_out="type_0", seeds=(1,),
+                                            epochs=1, calibrate=False)
+                             for cells in (tiny_adata, sparse))
+    sparse_control = control.copy()
+    sparse_control.X = sp.csr_matrix(sparse_control.X)
+    np.testing.assert_array_equal(sparse_fit.predict(sparse_control, "stimulated").X,
+                                  dense_fit.predict(control, "stimulated").X)
