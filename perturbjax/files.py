@@ -1,13 +1,35 @@
-"""Result files are written whole or not at all: to a temporary name, then renamed."""
+"""Result files are written whole or not at all, under names that never come raw from data.
+
+Writes go to a temporary name, then a rename. A name taken from data (a context, a
+condition, a model) becomes a file or folder name only through `safe_name`.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+
+SAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._+,=@-]")
+MAX_NAME = 64
+
+
+def safe_name(name: str) -> str:
+    """A file or folder name for `name`, a value from data: the name itself when it is short
+    and made of letters, digits and `._+,=@-` (not starting with a dot), else its safe
+    characters (at most 48) and `~` with a hash of the whole name. Distinct names give
+    distinct results (`~` appears only in the altered ones), and none leaves its folder."""
+    name = str(name)
+    if (name and len(name) <= MAX_NAME and not name.startswith(".")
+            and not SAFE_CHARACTERS.search(name)):
+        return name
+    kept = SAFE_CHARACTERS.sub("_", name).lstrip(".")[:48]
+    return f"{kept}~{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from perturbjax.data.fingerprint import content_hash
 from perturbjax.data.schema import PerturbationSpec
 from perturbjax.data.splits import is_control, stratified_validation_mask
 from perturbjax.errors import PerturbjaxError
+from perturbjax.files import safe_name
 from perturbjax.models.fitting import ConditionEncoding, Task, TrainingPool, predict_decoded
 from perturbjax.models.inner_selection import choose_inner_contexts
 from perturbjax.models.program_files import load_programs, save_programs
@@ -234,7 +235,7 @@ class ModelFamily:
             jobs[c] = (TrainingPool(pool.cells[keep].copy(), spec,
                                     ConditionEncoding(tuple(sorted([encoding.control, c])),
                                                       encoding.control)),
-                       workdir / f"condition_{c}" if workdir else None)
+                       workdir / f"condition_{safe_name(c)}" if workdir else None)
         return jobs
 
     def fit(self, pool: TrainingPool, seeds: Sequence[int], settings: FitSettings,
@@ -257,7 +258,8 @@ class ModelFamily:
         jobs = {name: self._jobs(pool, None, conditions) for name, pool in pools.items()}
         parts: dict[str, dict[str | None, TrainedProgram]] = {name: {} for name in names}
         for c in jobs[names[0]]:
-            job_workdir = workdir / f"condition_{c}" if workdir and c is not None else workdir
+            job_workdir = (workdir / f"condition_{safe_name(c)}" if workdir and c is not None
+                           else workdir)
             programs = self._fit_programs([jobs[name][c][0] for name in names], job_workdir,
                                           seeds, settings)
             for name, program in zip(names, programs, strict=True):

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from perturbjax.files import write_csv
+from perturbjax.files import safe_name, write_csv
 from perturbjax.metrics.calibration import CALIBRATED
 from perturbjax.studies.ood.rows import base_model
 from perturbjax.studies.run_record import (
@@ -44,8 +44,14 @@ CELL_FILES = {"responses": ".npz", "predictions": ".h5ad"}
 
 
 def cell_file(workdir: Path, folder: str, model: str, context: str) -> Path:
-    """A cell's file in one of the `CELL_FILES` folders of `workdir`."""
-    return workdir / folder / model / f"{context}{CELL_FILES[folder]}"
+    """A cell's file in one of the `CELL_FILES` folders of `workdir` (named by `safe_name`:
+    a context name from data never leaves the folder)."""
+    return workdir / folder / safe_name(model) / f"{safe_name(context)}{CELL_FILES[folder]}"
+
+
+def checkpoint_dir(workdir: Path, model: str, part: str) -> Path:
+    """Where a model's checkpoints for one context (or "one_program") are kept."""
+    return workdir / "checkpoints" / safe_name(model) / safe_name(part)
 
 
 def _read_rows(table: Path) -> pd.DataFrame:

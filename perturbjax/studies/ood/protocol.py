@@ -34,7 +34,7 @@ from perturbjax.models.fitting import ConditionEncoding, TrainingPool
 from perturbjax.models.peer import Predictions, RunRecords
 from perturbjax.models.trained import TrainedModel, train_model, wrap
 from perturbjax.progress import Progress
-from perturbjax.studies.ood.cells import Cells, cell_file, merge_cells
+from perturbjax.studies.ood.cells import Cells, cell_file, checkpoint_dir, merge_cells
 from perturbjax.studies.ood.checks import check_run
 from perturbjax.studies.ood.config import OODConfig, fit_settings
 from perturbjax.studies.ood.predictions import (
@@ -82,7 +82,7 @@ def _new_cell(model: str, truth: ContextTruth, config: OODConfig,
     if fitted is None:
         fitted = train_model(model, TrainingPool(split.train, config.spec, encoding),
                              config.seeds, fit_settings(config),
-                             workdir / "checkpoints" / model / split.context, decoded)
+                             checkpoint_dir(workdir, model, split.context), decoded)
     predictions = {c: fitted.predict_members(split.control, c) for c in decoded}
     runs = {c: fitted.runs(c) for c in decoded}
     saved = cell_file(workdir, "predictions", model, split.context)
@@ -149,7 +149,7 @@ def _fit_together(config: OODConfig, contexts: list[str], cells: Cells,
                  for c, t in truths.items()}
         settings = fit_settings(config)
         together = get_model(model).fit_pools(pools, config.seeds, settings,
-                                              workdir / "checkpoints" / model / "one_program",
+                                              checkpoint_dir(workdir, model, "one_program"),
                                               conditions=conditions)
         fitted.update({(model, c): wrap(model, f, pools[c], settings)
                        for c, f in together.items()})

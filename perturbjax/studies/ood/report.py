@@ -10,6 +10,7 @@ import pandas as pd
 
 from perturbjax import plots
 from perturbjax.data.splits import HoldOut
+from perturbjax.files import safe_name
 from perturbjax.metrics import HeldOutReference, penalty_ranking
 from perturbjax.metrics.calibration import CALIBRATED, CEILING, floor_models
 from perturbjax.metrics.conformal import fewest_contexts
@@ -33,7 +34,7 @@ def write_context_figures(split: HoldOut, references: dict[str, HeldOutReference
     control, real and predicted cells (the first seed of each model)."""
     for condition, predictions in first_seed.items():
         ref = references[condition]
-        tag = f"{split.context}_{condition}".replace("/", "_").replace(" ", "_")
+        tag = safe_name(f"{split.context}_{condition}")
         title = f"held out {split.context}, {condition}"
         plots.effect_scatter(ref.response.response,
                              {name: mean_response(p, ref.response.control_mean)
