@@ -89,15 +89,21 @@ def claim_workdir(workdir: Path, fingerprint: dict, outputs: Sequence[str],
     """Make `workdir` this run's, or refuse: call before writing anything into it.
 
     A workdir holding a run with another fingerprint (or outputs with no `run.json`) is
-    refused, naming what changed; with `overwrite`, its `outputs` (names inside it) are removed
-    first. Nothing is written here."""
+    refused, naming what changed; with `overwrite`, a run's `outputs` (names inside it) are
+    removed first, but never files that no `run.json` shows a run of ours wrote. Nothing is
+    written here."""
     present = [name for name in outputs if (workdir / name).exists()]
     if not present:
         return
     record = workdir / RUN_FILE
-    saved = json.loads(record.read_text())["fingerprint"] if record.is_file() else None
+    saved = _recorded_fingerprint(record) if record.is_file() else None
     if saved == normalised(fingerprint):
         return
+    if overwrite and saved is None:
+        raise WorkdirMismatchError(
+            f"workdir {workdir} holds {present} but no {RUN_FILE}, so nothing shows they were "
+            "written by a run of ours; --overwrite removes only a run's own outputs. Nothing "
+            "was changed: use a fresh workdir, or move those files away")
     if overwrite:
         for name in present:
             path = workdir / name
@@ -108,6 +114,15 @@ def claim_workdir(workdir: Path, fingerprint: dict, outputs: Sequence[str],
     raise WorkdirMismatchError(
         f"workdir {workdir} holds another run ({what}); nothing was changed. Use a fresh "
         "workdir, or overwrite=True (--overwrite) to replace it")
+
+
+def _recorded_fingerprint(record: Path) -> dict:
+    """The fingerprint a `run.json` holds, or an error naming the file."""
+    try:
+        return json.loads(record.read_text())["fingerprint"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise WorkdirMismatchError(f"{record}: not a readable run record ({error!r}); the "
+                                   "workdir's record is damaged: use a fresh workdir") from None
 
 
 def write_record(workdir: Path, fingerprint: dict, done: Sequence[str],

@@ -191,3 +191,10 @@ def test_sparse_cells_as_read_from_an_h5ad_train_and_predict_as_dense_ones(tiny_
     sparse_control.X = sp.csr_matrix(sparse_control.X)
     np.testing.assert_array_equal(sparse_fit.predict(sparse_control, "stimulated").X,
                                   dense_fit.predict(control, "stimulated").X)
+
+
+@pytest.mark.parametrize(("seeds", "message"), [((1, 1), "given more than once"),
+                                                ((), "none given")])
+def test_the_api_checks_seeds_as_the_launcher_does(tiny_adata, seeds, message):
+    with pytest.raises(PerturbjaxError, match=message):
+        perturbjax.fit(tiny_adata, model="mtae", seeds=seeds)
