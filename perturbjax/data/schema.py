@@ -74,6 +74,13 @@ def validate(
             f"{where}obs column '{spec.dose_key}' must be numeric (a dose); "
             f"found non-numeric values such as {examples}"
         )
+    for key in (spec.context_key, spec.condition_key):
+        n_missing = int(adata.obs[key].isna().sum())
+        if n_missing:
+            raise DataValidationError(
+                f"{where}obs column '{key}' has {n_missing} missing values (NaN); every cell "
+                "needs one (a missing value would become a context or condition named 'nan')"
+            )
     condition = adata.obs[spec.condition_key].astype(str)
     is_control = condition == str(spec.control_value)
     if not is_control.any():
@@ -110,6 +117,30 @@ def validate(
         raise DataValidationError(
             f"{where}X holds {n_bad} NaN or inf values; expected finite expression values"
         )
+
+
+# log1p of normalised counts stays far below this (log1p(1e6) is 13.8); expm1 of the values,
+# which DEG tests read, leaves float32 near 88.
+LOG_NORMALISED_MAX = 20.0
+
+
+def log_normalised_problem(x) -> str | None:
+    """Why `x` is not log-normalised expression (raw counts, or values no log-normalised
+    file holds), or None. Counts are told apart as non-negative integers above 1."""
+    values = x.data if sp.issparse(x) else np.asarray(x).ravel()
+    if not values.size:
+        return None
+    largest = float(np.max(values))
+    if largest > LOG_NORMALISED_MAX:
+        kind = "raw counts? " if non_count_example(x) is None else ""
+        return (f"X holds values up to {largest:.4g}; log-normalised expression stays below "
+                f"{LOG_NORMALISED_MAX:g} ({kind}normalise and log-transform it first, e.g. "
+                "scanpy's normalize_total then log1p)")
+    if largest > 1 and non_count_example(x) is None:
+        return ("X holds only non-negative integers (raw counts?); the models expect "
+                "log-normalised expression: normalise and log-transform it first (e.g. "
+                "scanpy's normalize_total then log1p)")
+    return None
 
 
 def non_count_example(x) -> float | None:

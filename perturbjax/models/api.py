@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from perturbjax.data.datasets import dense_x
-from perturbjax.data.schema import PerturbationSpec, validate
+from perturbjax.data.schema import PerturbationSpec, log_normalised_problem, validate
 from perturbjax.data.splits import hold_out_mask
 from perturbjax.errors import PerturbjaxError, seed_problem
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
@@ -64,7 +64,11 @@ def fit(adata: ad.AnnData, model: str = "mtae", context_key: str = "cell_type",
         raise PerturbjaxError(problem)
     held = [held_out] if isinstance(held_out, str) else list(held_out or [])
     spec = PerturbationSpec(context_key, condition_key, control)
-    validate(adata, spec, held_out=held or None, source=adata.uns.get("source"))
+    source = adata.uns.get("source")
+    validate(adata, spec, held_out=held or None, source=source)
+    problem = log_normalised_problem(adata.X)
+    if problem:
+        raise PerturbjaxError(f"{source or 'the AnnData given to fit'}: {problem}")
     train = adata[~hold_out_mask(adata, spec, held)].copy()
     train.X = dense_x(train.X)
     encoding = ConditionEncoding.from_adata(train, spec)

@@ -20,9 +20,10 @@ import anndata as ad
 import jax
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from perturbjax.data.datasets import dense_x
-from perturbjax.data.schema import PerturbationSpec, non_count_example
+from perturbjax.data.schema import PerturbationSpec, log_normalised_problem, non_count_example
 from perturbjax.errors import PerturbjaxError
 from perturbjax.metrics.conformal import fewest_contexts, half_widths
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
@@ -93,6 +94,8 @@ class TrainedModel:
         return self.trained.history()
 
     def _checked(self, control: ad.AnnData, condition: str, reindex: bool) -> ad.AnnData:
+        if control.n_obs == 0:
+            raise PerturbjaxError("no cells to predict from: the AnnData given is empty")
         if condition not in self.encoding.labels or condition == self.encoding.control:
             known = [c for c in self.encoding.labels if c != self.encoding.control]
             raise PerturbjaxError(f"condition '{condition}' is not one the model was trained "
@@ -112,6 +115,13 @@ class TrainedModel:
         if kind != self.kind:
             raise PerturbjaxError(f"the cells hold {kind} values but the model was trained on "
                                   f"{self.kind} data; transform them the same way first")
+        values = control.X.data if sp.issparse(control.X) else np.asarray(control.X)
+        if not np.isfinite(values).all():
+            raise PerturbjaxError(f"the cells hold {int((~np.isfinite(values)).sum())} NaN or "
+                                  "inf values; expected finite expression values")
+        problem = log_normalised_problem(control.X) if self.kind == "log-normalised" else None
+        if problem:
+            raise PerturbjaxError(f"the cells to predict from: {problem}")
         if not isinstance(control.X, np.ndarray) or control.X.dtype != np.float32:
             control = control.copy()  # a sparse or float64 X, as read from most h5ad files
             control.X = dense_x(control.X)

@@ -198,3 +198,32 @@ def test_sparse_cells_as_read_from_an_h5ad_train_and_predict_as_dense_ones(tiny_
 def test_the_api_checks_seeds_as_the_launcher_does(tiny_adata, seeds, message):
     with pytest.raises(PerturbjaxError, match=message):
         perturbjax.fit(tiny_adata, model="mtae", seeds=seeds)
+
+
+def test_cells_no_log_normalised_file_holds_are_refused_before_training(tiny_adata):
+    scaled = tiny_adata.copy()
+    scaled.X = scaled.X * 1e6
+    with pytest.raises(PerturbjaxError, match=r"values up to .*log-normalised expression stays"):
+        perturbjax.fit(scaled, model="mtae", seeds=(1,))
+    counts = tiny_adata.copy()
+    counts.X = counts.layers["counts"].astype(np.float32)
+    with pytest.raises(PerturbjaxError, match=r"raw counts"):
+        perturbjax.fit(counts, model="mtae", seeds=(1,))
+    missing = tiny_adata.copy()
+    missing.obs["cell_type"] = missing.obs["cell_type"].astype(object)
+    missing.obs.iloc[0, missing.obs.columns.get_loc("cell_type")] = np.nan
+    with pytest.raises(PerturbjaxError, match=r"'cell_type' has 1 missing values"):
+        perturbjax.fit(missing, model="mtae", seeds=(1,))
+
+
+def test_cells_to_predict_from_are_checked_before_any_prediction(fitted, control):
+    with pytest.raises(PerturbjaxError, match="empty"):
+        fitted.predict(control[:0], "stimulated")
+    broken = control.copy()
+    broken.X[0, 0] = np.nan
+    with pytest.raises(PerturbjaxError, match="1 NaN or inf"):
+        fitted.predict(broken, "stimulated")
+    scaled = control.copy()
+    scaled.X = scaled.X * 1e6
+    with pytest.raises(PerturbjaxError, match="values up to"):
+        fitted.predict(scaled, "stimulated")

@@ -114,6 +114,21 @@ def test_counts_that_are_not_integers_are_refused(h5ad, tmp_path):
         ood.run(_config(h5ad(), counts=True), tmp_path / "run")
 
 
+def test_raw_counts_or_outsized_values_without_counts_are_refused(h5ad, tmp_path):
+    def to_counts(adata):
+        adata.X = adata.layers["counts"].astype(np.float32)
+
+    with pytest.raises(RunValidationError, match=r"raw counts.*pass counts=True"):
+        ood.run(_config(h5ad("counts.h5ad", change=to_counts)), tmp_path / "run")
+
+    def scaled(adata):
+        adata.X = adata.X * 1e6
+
+    with pytest.raises(RunValidationError, match=r"values up to .* stays below 20"):
+        ood.run(_config(h5ad("scaled.h5ad", change=scaled)), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_every_problem_is_listed_in_one_message_before_any_training(h5ad, tiny_adata,
                                                                     tmp_path):
     obs = tiny_adata.obs

@@ -18,7 +18,7 @@ import anndata as ad
 import numpy as np
 
 from perturbjax.data import normalize_log1p
-from perturbjax.data.schema import PerturbationSpec, non_count_example
+from perturbjax.data.schema import PerturbationSpec, log_normalised_problem, non_count_example
 from perturbjax.data.splits import hold_out_mask
 from perturbjax.errors import RunValidationError, seed_problem
 from perturbjax.models import FitSettings, check_model_names, get_model
@@ -51,6 +51,10 @@ def data_problems(adata: ad.AnnData, spec: PerturbationSpec, contexts: Sequence[
                   models: dict[str, Model], settings: FitSettings, source: str) -> list[str]:
     """Problems of the data for this protocol, every held-out context and training pool."""
     problems = []
+    problem = None if counts else log_normalised_problem(adata.X)
+    if problem:
+        problems.append(f"{source}: {problem}; or pass counts=True (--counts) to have raw "
+                        "counts normalised here")
     if counts:
         example = non_count_example(adata.X)
         if example is not None:
