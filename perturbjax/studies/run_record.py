@@ -127,12 +127,13 @@ def _recorded_fingerprint(record: Path) -> dict:
 
 def write_record(workdir: Path, fingerprint: dict, done: Sequence[str],
                  missing: Sequence[str], error: str | None = None,
-                 cells: dict | None = None) -> None:
+                 cells: dict | None = None, pending: str | None = None) -> None:
     """`run.json`: the fingerprint and the progress (`complete`, or `partial` with the
-    contexts done and missing, and the error that stopped it, if any), and the study's
-    record of its finished parts (`cells`), if it keeps one."""
-    record = {"status": "partial" if missing or error else "complete",
+    contexts done and missing, what is still `pending` to write, and the error that stopped
+    it, if any), and the study's record of its finished parts (`cells`), if it keeps one."""
+    record = {"status": "partial" if missing or error or pending else "complete",
               "done": list(done), "missing": list(missing), "error": error,
+              **({"pending": pending} if pending else {}),
               "fingerprint": normalised(fingerprint),
               **({"cells": cells} if cells is not None else {})}
     write_text(workdir / RUN_FILE, json.dumps(record, indent=2) + "\n")

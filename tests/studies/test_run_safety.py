@@ -394,3 +394,20 @@ def test_a_run_in_a_workdir_another_run_holds_is_refused_untouched_but_it_may_me
     with hold_workdir(source):  # its finished cells can be read while it runs
         merged = ood.run(both, target, merge_from=[source])
     assert {"linear", "mean_shift"} <= set(merged.metrics["model"])
+
+
+def test_a_run_killed_while_writing_its_final_files_stays_partial(h5ad, tmp_path, monkeypatch):
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(protocol, "summarise", killed)
+        with pytest.raises(KeyboardInterrupt):
+            ood.run(_config(h5ad(), models=("control",)), tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "partial" and record["pending"] == "the table's final files"
+    assert not (tmp_path / "run" / "summary.md").exists()
+    ood.run(_config(h5ad(), models=("control",)), tmp_path / "run")  # the same command ends it
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "complete" and "pending" not in record
+    assert (tmp_path / "run" / "summary.md").is_file()

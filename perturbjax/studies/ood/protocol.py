@@ -246,8 +246,10 @@ def _run_held(config: OODConfig, workdir: Path, sources: list[Path], adata: ad.A
                                truth.ceilings)
         return truths[context]
 
-    def record(error: str | None = None) -> None:
-        write_record(workdir, fingerprint, done, contexts[len(done):], error, cells.record())
+    def record(error: str | None = None, final: bool = False) -> None:
+        """run.json; `complete` only once the last file of the run is written (`final`)."""
+        write_record(workdir, fingerprint, done, contexts[len(done):], error, cells.record(),
+                     pending=None if final else "the table's final files")
 
     for context in cells.contexts():  # the table so far, read back
         for model in cells.models(context):
@@ -303,4 +305,5 @@ def _run_held(config: OODConfig, workdir: Path, sources: list[Path], adata: ad.A
     write_report(workdir, summary, {"ranking": ranking}, indexed={"ranking"})
     if config.figures:
         write_run_figures(metrics, ranking, workdir)
+    record(final=True)
     return OODResults(metrics=metrics, coverage=coverage, ranking=ranking, summary=summary)
