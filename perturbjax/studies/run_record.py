@@ -19,7 +19,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,19 +85,20 @@ def differences(old: dict, new: dict, limit: int = 8) -> list[str]:
 
 
 def claim_workdir(workdir: Path, fingerprint: dict, outputs: Sequence[str],
-                  overwrite: bool = False) -> None:
+                  overwrite: bool = False, read: Callable[[dict], Any] = normalised) -> None:
     """Make `workdir` this run's, or refuse: call before writing anything into it.
 
     A workdir holding a run with another fingerprint (or outputs with no `run.json`) is
     refused, naming what changed; with `overwrite`, a run's `outputs` (names inside it) are
-    removed first, but never files that no `run.json` shows a run of ours wrote. Nothing is
-    written here."""
+    removed first, but never files that no `run.json` shows a run of ours wrote. `read`
+    turns a recorded fingerprint into the form compared (a study's older records included).
+    Nothing is written here."""
     present = [name for name in outputs if (workdir / name).exists()]
     if not present:
         return
     record = workdir / RUN_FILE
-    saved = _recorded_fingerprint(record) if record.is_file() else None
-    if saved == normalised(fingerprint):
+    saved = read(_recorded_fingerprint(record)) if record.is_file() else None
+    if saved == read(fingerprint):
         return
     if overwrite and saved is None:
         raise WorkdirMismatchError(
@@ -109,7 +110,7 @@ def claim_workdir(workdir: Path, fingerprint: dict, outputs: Sequence[str],
             path = workdir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         return
-    what = ("; ".join(differences(saved, normalised(fingerprint))) if saved is not None
+    what = ("; ".join(differences(saved, read(fingerprint))) if saved is not None
             else f"it holds {present} but no {RUN_FILE} (written by an older version)")
     raise WorkdirMismatchError(
         f"workdir {workdir} holds another run ({what}); nothing was changed. Use a fresh "

@@ -81,7 +81,8 @@ def test_other_epochs_or_schedules_on_a_finished_workdir_are_refused(h5ad, tmp_p
     path, workdir = h5ad(), tmp_path / "run"
     ood.run(_config(path), workdir)
     config_json = (workdir / "config.json").read_text()
-    with pytest.raises(WorkdirMismatchError, match="config.epochs: 2 -> 3"):
+    with pytest.raises(WorkdirMismatchError, match=r"model 'mtae' now resolves to another "
+                                                   r"schedule \(train.epochs: 2 -> 3"):
         ood.run(_config(path, epochs=3), workdir)
     assert (workdir / "config.json").read_text() == config_json
     # the same run again reads its cells back and agrees with itself
@@ -411,3 +412,16 @@ def test_a_run_killed_while_writing_its_final_files_stays_partial(h5ad, tmp_path
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "complete" and "pending" not in record
     assert (tmp_path / "run" / "summary.md").is_file()
+
+
+def test_one_table_holds_models_of_several_configurations(h5ad, tmp_path):
+    path, workdir = h5ad(), tmp_path / "run"
+    ood.run(_config(path, models=("control",), configuration="reconstruction"), workdir)
+    record = json.loads((workdir / "run.json").read_text())
+    assert "configuration" not in record["fingerprint"]["config"]  # each cell records its own
+    # a record of the older form (configuration and epochs in the fingerprint) reads the same
+    record["fingerprint"]["config"].update(configuration="default", epochs=2)
+    (workdir / "run.json").write_text(json.dumps(record))
+    results = ood.run(_config(path, models=("control", "linear"), configuration="default"),
+                      workdir)
+    assert set(results.metrics["model"]) >= {"control", "linear"}

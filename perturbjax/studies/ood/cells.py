@@ -43,6 +43,19 @@ TIMINGS = ("scoring_seconds", "reference_seconds", "train_seconds")
 CELL_FILES = {"responses": ".npz", "predictions": ".h5ad"}
 
 
+# Settings recorded in each model's schedule rather than in the table's fingerprint: a table
+# may hold models of several configurations and epoch counts, each cell stating its own.
+PER_MODEL_SETTINGS = ("configuration", "epochs")
+
+
+def table_fingerprint(fingerprint: dict) -> dict:
+    """A fingerprint as the table compares it: normalised, without the per-model settings
+    (a record written before they moved to the cells keeps them; it reads as the same)."""
+    found = normalised(fingerprint)
+    config = {k: v for k, v in found.get("config", {}).items() if k not in PER_MODEL_SETTINGS}
+    return {**found, "config": config}
+
+
 def cell_file(workdir: Path, folder: str, model: str, context: str) -> Path:
     """A cell's file in one of the `CELL_FILES` folders of `workdir` (named by `safe_name`:
     a context name from data never leaves the folder)."""
@@ -191,10 +204,11 @@ def merge_cells(workdir: Path, sources: Sequence[Path], fingerprint: dict,
         if not theirs_record:
             raise WorkdirMismatchError(f"merge source {source}: no {RUN_FILE}; expected the "
                                        "workdir of a benchmark run")
-        if theirs_record["fingerprint"] != normalised(fingerprint):
+        theirs_fingerprint = table_fingerprint(theirs_record["fingerprint"])
+        if theirs_fingerprint != table_fingerprint(fingerprint):
             raise WorkdirMismatchError(
                 f"merge source {source} holds another table ("
-                + "; ".join(differences(theirs_record["fingerprint"], normalised(fingerprint)))
+                + "; ".join(differences(theirs_fingerprint, table_fingerprint(fingerprint)))
                 + "); nothing was changed")
         for model, cell in theirs.items():
             if models is not None and model not in models:

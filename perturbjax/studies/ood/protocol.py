@@ -34,7 +34,13 @@ from perturbjax.models.fitting import ConditionEncoding, TrainingPool
 from perturbjax.models.peer import Predictions, RunRecords
 from perturbjax.models.trained import TrainedModel, train_model, wrap
 from perturbjax.progress import Progress
-from perturbjax.studies.ood.cells import Cells, cell_file, checkpoint_dir, merge_cells
+from perturbjax.studies.ood.cells import (
+    Cells,
+    cell_file,
+    checkpoint_dir,
+    merge_cells,
+    table_fingerprint,
+)
 from perturbjax.studies.ood.checks import check_run
 from perturbjax.studies.ood.config import OODConfig, fit_settings
 from perturbjax.studies.ood.predictions import (
@@ -166,12 +172,13 @@ def run_fingerprint(config: OODConfig, adata: ad.AnnData) -> dict:
     """What a workdir's table depends on: the settings every cell shares (the models, the
     held-out contexts and the figures aside: a table grows by both; nor whether contexts
     train as one program) and the content of the data (not the path's spelling). Each
-    model's schedule is recorded with its cells (`cells`)."""
+    model's schedule, its configuration and epochs included, is recorded with its cells
+    (`cells`)."""
     settings = {k: v for k, v in dataclasses.asdict(config).items()
                 if k not in ("figures", "models", "held_out", "data", "one_program")}
     spec = config.spec
-    return {"config": settings,
-            "data": content_hash(adata, [spec.context_key, spec.condition_key])}
+    return table_fingerprint({"config": settings, "data": content_hash(
+        adata, [spec.context_key, spec.condition_key])})
 
 
 OUTPUTS = ("config.json", RUN_FILE, "metrics.csv", "coverage.csv", "summary.md", "ranking.csv",
@@ -226,7 +233,7 @@ def _run_held(config: OODConfig, workdir: Path, sources: list[Path], adata: ad.A
               ) -> OODResults:
     """`run`, once its inputs are checked and its workdir held."""
     fingerprint = run_fingerprint(config, adata)
-    claim_workdir(workdir, fingerprint, OUTPUTS, overwrite)
+    claim_workdir(workdir, fingerprint, OUTPUTS, overwrite, read=table_fingerprint)
     for model, context in merge_cells(workdir, sources, fingerprint, merge_models):
         logger.info("merged the cell (%s, %s)", model, context)
     schedules = model_schedules(config)
