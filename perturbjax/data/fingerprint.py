@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -29,3 +31,8 @@ def content_hash(adata: ad.AnnData, obs_keys: Sequence[str]) -> str:
         digest.update("\x00".join(adata.obs[key].astype(str)).encode())
     digest.update("\x00".join(map(str, adata.var_names)).encode())
     return digest.hexdigest()
+
+
+def normalised(record: Any) -> Any:
+    """`record` as it reads back from JSON (keys sorted, tuples as lists)."""
+    return json.loads(json.dumps(record, sort_keys=True, default=str))

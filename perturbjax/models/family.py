@@ -21,7 +21,7 @@ from typing import Any
 import anndata as ad
 import numpy as np
 
-from perturbjax.data.fingerprint import content_hash
+from perturbjax.data.fingerprint import content_hash, normalised
 from perturbjax.data.schema import PerturbationSpec
 from perturbjax.data.splits import is_control, stratified_validation_mask
 from perturbjax.errors import PerturbjaxError
@@ -170,6 +170,25 @@ class ModelFamily:
         model_config, train_config = self.configured(settings)
         return {"model": dataclasses.asdict(model_config),
                 "train": dataclasses.asdict(train_config)}
+
+    def describe(self, schedule: dict, settings: FitSettings) -> dict[str, str]:
+        """The configuration name and training budget of a recorded `schedule`: the named
+        configuration that resolves to it (at the run's epochs or at its own), else
+        'unnamed'."""
+        train = schedule["train"]
+        name = next((n for n in self.configs for epochs in (settings.epochs, train["epochs"])
+                     if normalised(self.schedule(dataclasses.replace(
+                         settings, configuration=n, epochs=epochs))) == normalised(schedule)),
+                    "unnamed")
+        phases = [f"{schedule['model'][k]} {k.removesuffix('_epochs')}"
+                  for k in SCHEDULE_FIELDS if schedule["model"].get(k)]
+        selection = (f"{train['inner_contexts']} inner contexts' response"
+                     if train.get("inner_contexts") else "validation reconstruction")
+        rates = len(train["learning_rates"])
+        return {"configuration": name,
+                "budget": f"{train['epochs']} epochs" + (f" ({', '.join(phases)})" if phases
+                                                          else "")
+                + f" x {rates} rate{'s' if rates > 1 else ''}, selected on {selection}"}
 
     def settings_problems(self, settings: FitSettings, one_program: bool) -> list[str]:
         """Why `settings` cannot train this family (an unknown configuration, or inner-context

@@ -34,6 +34,13 @@ class PeerRunner(Protocol):
                  ) -> tuple[Predictions, RunRecords]: ...
 
 
+def peer_description(schedule: dict) -> dict[str, str]:
+    """A peer's configuration and budget, from what its schedule records."""
+    iterations = (schedule or {}).get("iterations")
+    return {"configuration": "peer",
+            "budget": f"{iterations} iterations" if iterations else "the peer's own"}
+
+
 @dataclasses.dataclass
 class PeerFit:
     """A peer fitted on a pool: predictions made by its runner, kept per set of control cells."""
@@ -90,6 +97,9 @@ class PeerModel:
 
     def schedule(self, settings: FitSettings) -> dict:
         return self.peer_schedule
+
+    def describe(self, schedule: dict, settings: FitSettings) -> dict[str, str]:
+        return peer_description(schedule)
 
     def settings_problems(self, settings: FitSettings, one_program: bool) -> list[str]:
         return []

@@ -151,6 +151,9 @@ class ReferenceModel:
     def schedule(self, settings: FitSettings) -> None:
         return None
 
+    def describe(self, schedule: None, settings: FitSettings) -> dict[str, str]:
+        return {"configuration": "reference", "budget": "no training"}
+
     def settings_problems(self, settings: FitSettings, one_program: bool) -> list[str]:
         return []
 

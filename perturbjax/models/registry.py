@@ -71,6 +71,11 @@ class Model(Protocol):
         """What its predictions depend on besides the data (None: nothing but the data)."""
         ...
 
+    def describe(self, schedule: dict | None, settings: FitSettings) -> dict[str, str]:
+        """The `configuration` name and training `budget` of a recorded schedule, as the
+        table's columns state them."""
+        ...
+
     def settings_problems(self, settings: FitSettings, one_program: bool) -> list[str]:
         """Why these settings cannot train it (empty: they can)."""
         ...

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from perturbjax.data.fingerprint import normalised
 from perturbjax.errors import PerturbjaxError
 from perturbjax.files import write_text
 
@@ -68,11 +69,6 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
         return {k: v for key, value in tree.items()
                 for k, v in _flat(value, f"{prefix}{key}.").items()}
     return {prefix[:-1]: tree}
-
-
-def normalised(fingerprint: Any) -> Any:
-    """`fingerprint` as it reads back from JSON (keys sorted, tuples as lists)."""
-    return json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
 
 
 def differences(old: dict, new: dict, limit: int = 8) -> list[str]:

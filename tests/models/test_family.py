@@ -76,3 +76,20 @@ def test_fitted_predictions_are_those_of_the_plain_fit(doses):
     control = doses.cells[:20]
     np.testing.assert_array_equal(fitted.predict(control, "1")[0],
                                   predict_decoded(objective, result, doses, control, "1")[0])
+
+
+def test_a_recorded_schedule_is_described_by_its_configuration_and_budget():
+    family, settings = get_model("mtae"), FitSettings()
+    for name, selection in (("default", "2 inner contexts' response"),
+                            ("reconstruction", "validation reconstruction")):
+        schedule = family.schedule(FitSettings(configuration=name))
+        described = family.describe(schedule, settings)
+        assert described["configuration"] == name
+        assert described["budget"].endswith(f"selected on {selection}")
+    shorter = family.schedule(FitSettings(configuration="reconstruction", epochs=7))
+    assert family.describe(shorter, settings) == {
+        "configuration": "reconstruction",
+        "budget": "7 epochs x 2 rates, selected on validation reconstruction"}
+    changed = family.schedule(settings)
+    changed["train"]["patience"] = 1234
+    assert family.describe(changed, settings)["configuration"] == "unnamed"

@@ -425,3 +425,5 @@ def test_one_table_holds_models_of_several_configurations(h5ad, tmp_path):
     results = ood.run(_config(path, models=("control", "linear"), configuration="default"),
                       workdir)
     assert set(results.metrics["model"]) >= {"control", "linear"}
+    assert set(results.metrics.loc[results.metrics["model"] == "linear", "configuration"]) == {
+        "reference"}

@@ -25,7 +25,7 @@ import pandas as pd
 
 from perturbjax.files import safe_name, write_csv
 from perturbjax.metrics.calibration import CALIBRATED
-from perturbjax.studies.ood.rows import base_model
+from perturbjax.studies.ood.rows import LABELS, base_model
 from perturbjax.studies.run_record import (
     RUN_FILE,
     WorkdirMismatchError,
@@ -34,8 +34,9 @@ from perturbjax.studies.run_record import (
     write_record,
 )
 
-# Columns of metrics.csv computed from the whole table, not stored per cell.
-ACROSS_CONTEXTS = ("discrimination", "discrimination_ceiling")
+# Columns of metrics.csv computed from the whole table (or, the labels, from the recorded
+# schedules), not stored per cell.
+ACROSS_CONTEXTS = ("discrimination", "discrimination_ceiling", *LABELS)
 # Columns that time a cell: they differ between two runs of the same cell.
 TIMINGS = ("scoring_seconds", "reference_seconds", "train_seconds")
 # A cell's files, per folder: responses/ is needed to read it back, predictions/ (for the

@@ -51,6 +51,7 @@ from perturbjax.studies.ood.predictions import (
     write_responses,
 )
 from perturbjax.studies.ood.report import summarise, write_context_figures, write_run_figures
+from perturbjax.studies.ood.rows import labelled
 from perturbjax.studies.ood.table import Scored
 from perturbjax.studies.ood.truth import ContextTruth, score
 from perturbjax.studies.report import write_config, write_report
@@ -285,7 +286,7 @@ def _run_held(config: OODConfig, workdir: Path, sources: list[Path], adata: ad.A
                                                   fitted.pop((model, context), None))
                     scored.add(part)
                     cells.add(model, context, schedules.get(model))
-                    table = scored.table()
+                    table = labelled(scored.table(), cells.schedules, fit_settings(config))
                     if not table.empty:  # a context's rows join once its floors are scored
                         write_csv(workdir / "metrics.csv", table)
                         record()
@@ -299,12 +300,13 @@ def _run_held(config: OODConfig, workdir: Path, sources: list[Path], adata: ad.A
             truths.pop(context)  # its real cells and PCA are no longer needed
     except BaseException as error:
         record(error=f"{type(error).__name__}: {error}")
-        table = scored.table()
+        table = labelled(scored.table(), cells.schedules, fit_settings(config))
         if not table.empty:
             write_text(workdir / "summary.md", summarise(table, scored.coverage(),
                                                          missing=contexts[len(done):])[1])
         raise
-    metrics, coverage = scored.table(), scored.coverage()
+    metrics = labelled(scored.table(), cells.schedules, fit_settings(config))
+    coverage = scored.coverage()
     write_config(workdir, _table_config(config, cells))
     write_csv(workdir / "metrics.csv", metrics)
     write_csv(workdir / "coverage.csv", coverage)

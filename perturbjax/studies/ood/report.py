@@ -147,10 +147,12 @@ def headline_table(metrics: pd.DataFrame) -> str:
     per_context = metrics.groupby(["model", "context"])[TABLE_HEADLINE].mean()
     table = per_context.groupby("model").mean()
     table.insert(0, "contexts", per_context.groupby("model").size())
+    if "configuration" in metrics.columns:  # what each row ran, so none reads as another
+        table.insert(0, "configuration", metrics.groupby("model")["configuration"].first())
     table = table.sort_values("pearson_delta_top100", ascending=False)
     ceiling = (metrics.drop_duplicates(["context", "condition"])
                .groupby("context")[[m + CEILING for m in TABLE_HEADLINE]].mean().mean())
-    table.loc["replicate ceiling"] = [""] + ceiling.to_list()
+    table.loc["replicate ceiling"] = [""] * (len(table.columns) - len(ceiling)) + ceiling.to_list()
     return markdown_table(table.rename(columns={"edistance": "E-distance"}))
 
 
