@@ -10,7 +10,7 @@ like any model but not saved.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +20,7 @@ import numpy as np
 from perturbjax.data.schema import PerturbationSpec
 from perturbjax.errors import PerturbjaxError
 from perturbjax.models.fitting import TrainingPool
+from perturbjax.models.registry import ModelDefaults
 from perturbjax.models.settings import FitSettings
 
 Predictions = dict[str, list[np.ndarray]]  # condition -> one (cells x genes) array per seed
@@ -83,7 +84,7 @@ class PeerFit:
 
 
 @dataclasses.dataclass(frozen=True)
-class PeerModel:
+class PeerModel(ModelDefaults):
     """A peer behind the model interface (`registry.Model`); `schedule` is what its
     predictions depend on (e.g. its runner's code and iterations)."""
 
@@ -101,13 +102,6 @@ class PeerModel:
     def describe(self, schedule: dict, settings: FitSettings) -> dict[str, str]:
         return peer_description(schedule)
 
-    def settings_problems(self, settings: FitSettings, one_program: bool) -> list[str]:
-        return []
-
-    def pool_problems(self, cells: ad.AnnData, spec: PerturbationSpec,
-                      conditions: Sequence[str], settings: FitSettings) -> list[str]:
-        return []
-
     def fit(self, pool: TrainingPool, seeds: Sequence[int], settings: FitSettings,
             workdir: Path | None = None, conditions: Sequence[str] | None = None) -> PeerFit:
         labels = sorted(set(pool.cells.obs[pool.spec.condition_key].astype(str))
@@ -115,8 +109,3 @@ class PeerModel:
         return PeerFit(self, pool, tuple(int(s) for s in seeds),
                        tuple(conditions if conditions is not None else labels))
 
-    def fit_pools(self, pools: Mapping[str, TrainingPool], seeds: Sequence[int],
-                  settings: FitSettings, workdir: Path | None = None,
-                  conditions: Sequence[str] | None = None) -> dict[str, PeerFit]:
-        return {name: self.fit(pool, seeds, settings, conditions=conditions)
-                for name, pool in pools.items()}

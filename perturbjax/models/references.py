@@ -13,7 +13,7 @@ nothing that a one-line baseline does not give.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from perturbjax.data.splits import HoldOut, is_control
 from perturbjax.errors import PerturbjaxError
 from perturbjax.models.effect_references import ridge_effect
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
+from perturbjax.models.registry import ModelDefaults
 from perturbjax.models.settings import FitSettings
 
 LINEAR_COMPONENTS = 50
@@ -136,7 +137,7 @@ class ReferenceFit:
 
 
 @dataclasses.dataclass(frozen=True)
-class ReferenceModel:
+class ReferenceModel(ModelDefaults):
     """A deterministic reference behind the model interface (`registry.Model`): no training,
     one prediction whatever the seeds. `floor` marks the trivial references that calibrated
     scores are measured from."""
@@ -154,22 +155,11 @@ class ReferenceModel:
     def describe(self, schedule: None, settings: FitSettings) -> dict[str, str]:
         return {"configuration": "reference", "budget": "no training"}
 
-    def settings_problems(self, settings: FitSettings, one_program: bool) -> list[str]:
-        return []
-
-    def pool_problems(self, cells: ad.AnnData, spec: PerturbationSpec,
-                      conditions: Sequence[str], settings: FitSettings) -> list[str]:
-        return []
-
     def fit(self, pool: TrainingPool, seeds: Sequence[int], settings: FitSettings,
             workdir: Path | None = None, conditions: Sequence[str] | None = None
             ) -> ReferenceFit:
         return ReferenceFit(self, pool)
 
-    def fit_pools(self, pools: Mapping[str, TrainingPool], seeds: Sequence[int],
-                  settings: FitSettings, workdir: Path | None = None,
-                  conditions: Sequence[str] | None = None) -> dict[str, ReferenceFit]:
-        return {name: self.fit(pool, seeds, settings) for name, pool in pools.items()}
 
     def load_trained(self, path: Path, entries: list[dict[str, Any]], settings: FitSettings,
                      spec: PerturbationSpec, control: str) -> ReferenceFit:

@@ -103,6 +103,24 @@ class Model(Protocol):
         ...
 
 
+class ModelDefaults:
+    """What a model without training settings inherits: no settings or pool problems of its
+    own, and several pools fitted one at a time."""
+
+    def settings_problems(self, settings: FitSettings, one_program: bool) -> list[str]:
+        return []
+
+    def pool_problems(self, cells: ad.AnnData, spec: PerturbationSpec,
+                      conditions: Sequence[str], settings: FitSettings) -> list[str]:
+        return []
+
+    def fit_pools(self, pools: Mapping[str, TrainingPool], seeds: Sequence[int],
+                  settings: FitSettings, workdir: Path | None = None,
+                  conditions: Sequence[str] | None = None) -> dict[str, Trained]:
+        return {name: self.fit(pool, seeds, settings, conditions=conditions)
+                for name, pool in pools.items()}
+
+
 _REGISTRY: dict[str, Model] = {}
 
 
