@@ -4,7 +4,7 @@ A change that should not move a single number (a new model interface, a module s
 checked by running this before and after it on the same machine and comparing the two JSON
 files: one short synthetic cell per fitting route (plain, OT, plus-OT, per-condition,
 unpaired, inner-context selection, one program), each digest the SHA-256 of a model's
-predicted responses and of its metrics rows (timings left out).
+predicted responses and of its metrics rows (timings and descriptive labels left out).
 
     python benchmarks/route_digests.py --out before.json
 
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from perturbjax.studies.ood import OODConfig, run
-from perturbjax.studies.ood.rows import base_model
+from perturbjax.studies.ood.rows import LABELS, base_model
 
 REFERENCES = ("control", "mean_shift", "mean_shift_balanced", "linear")
 # run name -> (models, configuration, held-out contexts, one program)
@@ -37,7 +37,8 @@ ROUTES = {
     "one_program": (("mtae", "mtae_ot"), "reconstruction", 2, True),
 }
 EPOCHS = 4
-TIMINGS = ("scoring_seconds", "reference_seconds", "train_seconds")
+# Left out of the digests: timings, and the descriptive columns (`ood.rows.LABELS`).
+UNDIGESTED = ("scoring_seconds", "reference_seconds", "train_seconds", *LABELS)
 
 
 def sha(data: bytes) -> str:
@@ -47,7 +48,7 @@ def sha(data: bytes) -> str:
 def digests(workdir: Path) -> dict[str, str]:
     """model -> digest of its responses files and metrics rows, from a finished workdir."""
     table = pd.read_csv(workdir / "metrics.csv", float_precision="round_trip")
-    table = table.drop(columns=[c for c in TIMINGS if c in table.columns])
+    table = table.drop(columns=[c for c in UNDIGESTED if c in table.columns])
     out = {}
     for model in sorted(set(table["model"].map(base_model))):
         parts = []

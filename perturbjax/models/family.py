@@ -175,10 +175,10 @@ class ModelFamily:
         """The configuration name and training budget of a recorded `schedule`: the named
         configuration that resolves to it (at the run's epochs or at its own), else
         'unnamed'."""
-        train = schedule["train"]
+        train, recorded = schedule["train"], normalised(schedule)
         name = next((n for n in self.configs for epochs in (settings.epochs, train["epochs"])
-                     if normalised(self.schedule(dataclasses.replace(
-                         settings, configuration=n, epochs=epochs))) == normalised(schedule)),
+                     if self._as_recorded(self.schedule(dataclasses.replace(
+                         settings, configuration=n, epochs=epochs)), recorded) == recorded),
                     "unnamed")
         phases = [f"{schedule['model'][k]} {k.removesuffix('_epochs')}"
                   for k in SCHEDULE_FIELDS if schedule["model"].get(k)]
@@ -189,6 +189,17 @@ class ModelFamily:
                 "budget": f"{train['epochs']} epochs" + (f" ({', '.join(phases)})" if phases
                                                           else "")
                 + f" x {rates} rate{'s' if rates > 1 else ''}, selected on {selection}"}
+
+    def _as_recorded(self, schedule: dict, recorded: dict) -> dict:
+        """`schedule` without the fields a `recorded` one lacks where they hold their
+        defaults: a field added later at the value that keeps the old behaviour."""
+        model_config, train_config = next(iter(self.configs.values()))
+        defaults = {part: {f.name: normalised(f.default) for f in dataclasses.fields(config)
+                           if f.default is not dataclasses.MISSING}
+                    for part, config in (("model", model_config), ("train", train_config))}
+        return {part: {k: v for k, v in values.items()
+                       if k in recorded.get(part, {}) or defaults[part].get(k, v) != v}
+                for part, values in normalised(schedule).items()}
 
     def settings_problems(self, settings: FitSettings, one_program: bool) -> list[str]:
         """Why `settings` cannot train this family (an unknown configuration, or inner-context

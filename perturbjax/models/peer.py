@@ -39,7 +39,7 @@ def peer_description(schedule: dict) -> dict[str, str]:
     """A peer's configuration and budget, from what its schedule records."""
     iterations = (schedule or {}).get("iterations")
     return {"configuration": "peer",
-            "budget": f"{iterations} iterations" if iterations else "the peer's own"}
+            "budget": f"{iterations} iterations" if iterations else "its runner's own setting"}
 
 
 @dataclasses.dataclass

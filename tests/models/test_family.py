@@ -93,3 +93,6 @@ def test_a_recorded_schedule_is_described_by_its_configuration_and_budget():
     changed = family.schedule(settings)
     changed["train"]["patience"] = 1234
     assert family.describe(changed, settings)["configuration"] == "unnamed"
+    older = family.schedule(FitSettings(configuration="reconstruction"))
+    del older["train"]["inner_contexts"]  # recorded before the field existed, at its default
+    assert family.describe(older, settings)["configuration"] == "reconstruction"
