@@ -13,7 +13,7 @@ from perturbjax.studies.ood.report import headline_table
 
 ROOT = Path(__file__).resolve().parents[2]
 KANG = ROOT / "results" / "kang_valid"
-HEADER = "| model | contexts |"
+HEADER = "| model | configuration | contexts |"
 
 
 def _kang_headline() -> str:
