@@ -5,10 +5,10 @@
       part_<i>/                 one trained program each (parameters, training cells, history)
       calibration_<i>.csv       the conformal residuals of one condition
 
-Format 2 (this one) records a SHA-256 of every file and the device; `read_description` checks
-each file against it before anything is read, and refuses a folder whose listed files differ,
-are missing, or lie outside it (a link out of it included). Format 1 (no hashes, no history)
-still loads, unverified. Every name in the folder is made here, from indices.
+Format 2 (this one) records a SHA-256 of every file and of the description itself, and the
+device; `read_description` checks them before anything is read, and refuses a folder whose
+description or listed files differ, are missing, or lie outside it (a link out of it
+included). Format 1 (no hashes, no history) still loads, unverified. Every name in the folder is made here, from indices.
 """
 
 from __future__ import annotations
@@ -65,7 +65,15 @@ def write_model(path: Path, trained: Trained, calibration: dict[str, pd.DataFram
     whole = {"format": FORMAT, "version": __version__, **description, "parts": parts,
              "calibration": files if calibration is not None else None,
              "files": folder_hashes(path)}
+    whole["description_hash"] = description_hash(whole)
     write_text(path / DESCRIPTION, json.dumps(whole, indent=1, default=str))
+
+
+def description_hash(description: dict[str, Any]) -> str:
+    """SHA-256 of a description's content (its own hash left out): an edited gene list or
+    setting shows as a mismatch."""
+    content = {k: v for k, v in description.items() if k != "description_hash"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _inside(path: Path, relative: str) -> Path:
@@ -91,6 +99,10 @@ def read_description(path: Path) -> dict[str, Any]:
         found = description.get("format") if isinstance(description, dict) else None
         raise PerturbjaxError(f"{path / DESCRIPTION}: format {found}; this version reads "
                               f"formats {list(READABLE_FORMATS)}: fit and save the model again")
+    if description["format"] >= 2 and description.get("description_hash") != description_hash(
+            json.loads(json.dumps(description, default=str))):
+        raise PerturbjaxError(f"{path / DESCRIPTION}: its content differs from the one saved "
+                              "(SHA-256 mismatch): the description was edited or damaged")
     for relative, expected in description.get("files", {}).items():
         target = _inside(path, relative)
         if not target.is_file():

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 import perturbjax
 from perturbjax.errors import PerturbjaxError
+from perturbjax.models.model_files import description_hash
 
 
 @pytest.fixture(scope="module")
@@ -144,13 +145,18 @@ def test_a_saved_model_reads_nothing_outside_its_folder(fitted, tmp_path):
         perturbjax.load(folder)
     folder, description = _saved(fitted, tmp_path / "second")
     description["parts"][0]["folder"] = "../model/part_0"
+    description["description_hash"] = description_hash(description)  # a deliberate edit
     (folder / "perturbjax_model.json").write_text(json.dumps(description))
     with pytest.raises(PerturbjaxError, match="outside the model's folder"):
         perturbjax.load(folder)
 
 
 def test_a_damaged_description_is_refused_by_name(fitted, tmp_path):
-    folder, _ = _saved(fitted, tmp_path / "model")
+    folder, description = _saved(fitted, tmp_path / "model")
+    description["genes"] = description["genes"][::-1]  # a reversed gene list
+    (folder / "perturbjax_model.json").write_text(json.dumps(description))
+    with pytest.raises(PerturbjaxError, match="description was edited or damaged"):
+        perturbjax.load(folder)
     text = (folder / "perturbjax_model.json").read_text()
     (folder / "perturbjax_model.json").write_text(text[: len(text) // 2])
     with pytest.raises(PerturbjaxError, match=r"perturbjax_model.json: not valid JSON"):
@@ -162,7 +168,7 @@ def test_a_damaged_description_is_refused_by_name(fitted, tmp_path):
 
 def test_a_model_saved_in_the_first_format_still_loads(fitted, control, tmp_path):
     folder, description = _saved(fitted, tmp_path / "model")
-    for key in ("files", "device"):
+    for key in ("files", "device", "description_hash"):
         description.pop(key)
     description["format"] = 1
     (folder / "perturbjax_model.json").write_text(json.dumps(description))
