@@ -8,7 +8,8 @@
 Format 2 (this one) records a SHA-256 of every file and of the description itself, and the
 device; `read_description` checks them before anything is read, and refuses a folder whose
 description or listed files differ, are missing, or lie outside it (a link out of it
-included). Format 1 (no hashes, no history) still loads, unverified. Every name in the folder is made here, from indices.
+included). Format 1 (no hashes, no history) still loads, unverified. Every name in the
+folder is made here, from indices.
 """
 
 from __future__ import annotations
