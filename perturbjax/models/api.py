@@ -62,6 +62,9 @@ def fit(adata: ad.AnnData, model: str = "mtae", context_key: str = "cell_type",
     problem = seed_problem("seeds", list(seeds))
     if problem:
         raise PerturbjaxError(problem)
+    if workdir is not None and Path(workdir).exists() and not Path(workdir).is_dir():
+        raise PerturbjaxError(f"workdir {workdir}: is a file; expected a folder for the "
+                              "checkpoints")
     held = [held_out] if isinstance(held_out, str) else list(held_out or [])
     spec = PerturbationSpec(context_key, condition_key, control)
     source = adata.uns.get("source")

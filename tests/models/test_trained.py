@@ -233,3 +233,9 @@ def test_cells_to_predict_from_are_checked_before_any_prediction(fitted, control
     scaled.X = scaled.X * 1e6
     with pytest.raises(PerturbjaxError, match="values up to"):
         fitted.predict(scaled, "stimulated")
+
+
+def test_a_workdir_that_is_a_file_is_refused_before_training(tiny_adata, tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PerturbjaxError, match="is a file; expected a folder"):
+        perturbjax.fit(tiny_adata, model="mtae", seeds=(1,), workdir=tmp_path / "file")

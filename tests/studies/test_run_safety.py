@@ -427,3 +427,11 @@ def test_one_table_holds_models_of_several_configurations(h5ad, tmp_path):
     assert set(results.metrics["model"]) >= {"control", "linear"}
     assert set(results.metrics.loc[results.metrics["model"] == "linear", "configuration"]) == {
         "reference"}
+
+
+def test_a_held_out_condition_that_is_not_a_dose_is_refused_before_anything_is_written(
+        h5ad, tmp_path):
+    with pytest.raises(RunValidationError, match=r"(?s)'stimulated' is not a dose.*leave no "
+                                                 r"perturbed condition"):
+        ood.run(_config(h5ad(), held_out_conditions=("stimulated",)), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -65,6 +65,8 @@ def data_problems(adata: ad.AnnData, spec: PerturbationSpec, contexts: Sequence[
     context = adata.obs[spec.context_key].astype(str).to_numpy()
     control = condition == str(spec.control_value)
     never_seen = np.isin(condition, list(held_out_conditions))
+    problems += held_out_condition_problems(condition[~control & ~never_seen],
+                                            held_out_conditions, spec)
     for name in contexts:
         here = context == name
         where = f"held-out context '{name}' (obs '{spec.context_key}')"
@@ -124,3 +126,23 @@ def check_run(config: OODConfig, workdir: Path) -> tuple[ad.AnnData, list[str]]:
     if problems:
         raise RunValidationError(f"data '{config.data}'", problems)
     return (normalize_log1p(adata) if raw_counts else adata), contexts
+
+
+def held_out_condition_problems(seen: np.ndarray, held_out_conditions: Sequence[str],
+                                spec: PerturbationSpec) -> list[str]:
+    """Conditions never seen in training are predicted from the nearest seen dose: they must
+    be dose labels, and some perturbed dose must stay in training."""
+    if not held_out_conditions:
+        return []
+    problems = []
+    for label in held_out_conditions:
+        try:
+            float(label)
+        except ValueError:
+            problems.append(f"held_out_conditions: '{label}' is not a dose; a held-out "
+                            "condition is a dose never seen in training (the multi-dose "
+                            "design), predicted from the nearest seen dose")
+    if not len(seen):
+        problems.append(f"held_out_conditions {list(held_out_conditions)} leave no perturbed "
+                        f"condition (obs '{spec.condition_key}') in training to predict from")
+    return problems
