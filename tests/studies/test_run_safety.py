@@ -435,3 +435,11 @@ def test_a_held_out_condition_that_is_not_a_dose_is_refused_before_anything_is_w
                                                  r"perturbed condition"):
         ood.run(_config(h5ad(), held_out_conditions=("stimulated",)), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_data_with_too_few_genes_for_the_metrics_is_refused(h5ad, tmp_path):
+    def one_gene(adata):
+        adata._inplace_subset_var(adata.var_names[:1])
+
+    with pytest.raises(RunValidationError, match=r"X has 1 gene\(s\); the response metrics"):
+        ood.run(_config(h5ad(change=one_gene)), tmp_path / "run")

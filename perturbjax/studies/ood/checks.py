@@ -27,6 +27,9 @@ from perturbjax.studies.ood.config import OODConfig, fit_settings
 from perturbjax.studies.ood.data import load_data
 
 MIN_GROUP = 2  # scanpy's DEG tests need at least two cells in each group they compare
+# The response metrics correlate and rank genes: with fewer, every Pearson is ±1 or 0 (a
+# constant vector) and the DEG overlaps are whole lists: numbers that look like scores.
+MIN_GENES = 10
 
 
 def config_problems(seeds: Sequence[int], epochs: int | None, n_top_genes: int | None,
@@ -51,6 +54,9 @@ def data_problems(adata: ad.AnnData, spec: PerturbationSpec, contexts: Sequence[
                   models: dict[str, Model], settings: FitSettings, source: str) -> list[str]:
     """Problems of the data for this protocol, every held-out context and training pool."""
     problems = []
+    if adata.n_vars < MIN_GENES:
+        problems.append(f"{source}: X has {adata.n_vars} gene(s); the response metrics "
+                        f"correlate and rank genes and need at least {MIN_GENES}")
     problem = None if counts else log_normalised_problem(adata.X)
     if problem:
         problems.append(f"{source}: {problem}; or pass counts=True (--counts) to have raw "
