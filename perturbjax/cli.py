@@ -14,6 +14,7 @@ of a script ignores SIGINT, so `kill -TERM` is the way to stop one.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import signal
 import sys
@@ -137,6 +138,10 @@ def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)  # recorded as "KeyboardInterrupt: SIGTERM"
 
 
+# Errors of the disk, not of the code: a full disk, a read-only folder, no permission.
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def run_launcher(main: Callable[[list[str]], None]) -> None:
     """absl's `app.run(main)`, with the package's own errors printed in one block. SIGTERM
     raises `KeyboardInterrupt` in `main`, whose handlers record the stop (a study's
@@ -155,5 +160,11 @@ def run_launcher(main: Callable[[list[str]], None]) -> None:
         except KeyboardInterrupt:
             print(f"{name}: stopped; every file it wrote is whole", file=sys.stderr)
             sys.exit(STOPPED)
+        except OSError as error:
+            if error.errno not in STORAGE_ERRORS or flags.FLAGS.verbose:
+                raise
+            print(f"{name}: error: {error.filename or 'a file'}: {error.strerror}; the run "
+                  "stopped there, and every file it finished is whole", file=sys.stderr)
+            sys.exit(USAGE_ERROR)
 
     app.run(guarded)

@@ -122,3 +122,25 @@ def test_a_launcher_stopped_by_sigterm_records_the_stop_says_so_and_exits_143(tm
     _, errors = child.communicate(timeout=120)
     assert (child.returncode, STOPPED) == (143, 143)
     assert "launcher.py: stopped" in errors and marker.read_text() == "stop recorded: SIGTERM"
+
+
+FULL_DISK = """
+import errno
+from perturbjax.cli import run_launcher
+
+def main(argv):
+    raise OSError(errno.ENOSPC, "No space left on device", "runs/x/metrics.csv")
+
+run_launcher(main)
+"""
+
+
+def test_a_full_disk_ends_the_launcher_with_one_line_naming_the_file_and_status_2(tmp_path):
+    script = tmp_path / "launcher.py"
+    script.write_text(textwrap.dedent(FULL_DISK))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "launcher.py: error: runs/x/metrics.csv: No space left on device; the run stopped "
+        "there, and every file it finished is whole"]
