@@ -96,10 +96,21 @@ class TrainedModel:
     def _checked(self, control: ad.AnnData, condition: str, reindex: bool) -> ad.AnnData:
         if control.n_obs == 0:
             raise PerturbjaxError("no cells to predict from: the AnnData given is empty")
-        if condition not in self.encoding.labels or condition == self.encoding.control:
-            known = [c for c in self.encoding.labels if c != self.encoding.control]
+        known = [c for c in self.encoding.labels if c != self.encoding.control]
+        if condition == self.encoding.control:
+            raise PerturbjaxError(f"condition '{condition}' is the control: the model predicts "
+                                  f"control cells under a perturbation, one of {known}")
+        if condition not in self.encoding.labels:
             raise PerturbjaxError(f"condition '{condition}' is not one the model was trained "
                                   f"on; known conditions: {known}")
+        labels = (control.obs[self.spec.condition_key].astype(str)
+                  if self.spec.condition_key in control.obs.columns else None)
+        if labels is not None and (labels != self.encoding.control).any():
+            found = sorted(set(labels) - {self.encoding.control})
+            raise PerturbjaxError(
+                f"{int((labels != self.encoding.control).sum())} of the cells are labelled "
+                f"{found[:3]} in obs '{self.spec.condition_key}', not '{self.encoding.control}': "
+                "predict from control cells")
         genes = list(map(str, control.var_names))
         if genes != list(self.genes):
             missing = sorted(set(self.genes) - set(genes))

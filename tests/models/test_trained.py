@@ -239,3 +239,12 @@ def test_a_workdir_that_is_a_file_is_refused_before_training(tiny_adata, tmp_pat
     (tmp_path / "file").write_text("")
     with pytest.raises(PerturbjaxError, match="is a file; expected a folder"):
         perturbjax.fit(tiny_adata, model="mtae", seeds=(1,), workdir=tmp_path / "file")
+
+
+def test_the_control_condition_and_perturbed_cells_as_input_are_refused_by_what_they_are(
+        fitted, tiny_adata):
+    cells = tiny_adata[(tiny_adata.obs["cell_type"] == "type_0").to_numpy()].copy()
+    with pytest.raises(PerturbjaxError, match="is the control: the model predicts"):
+        fitted.predict(cells[cells.obs["condition"] == "control"].copy(), "control")
+    with pytest.raises(PerturbjaxError, match=r"labelled \['stimulated'\].*predict from control"):
+        fitted.predict(cells, "stimulated")
