@@ -83,8 +83,9 @@ def fit(adata: ad.AnnData, model: str = "mtae", context_key: str = "cell_type",
     seeds, folder = tuple(int(s) for s in seeds), Path(workdir) if workdir else None
     pool = TrainingPool(train, spec, encoding)
     trained = train_model(model, pool, seeds, settings, folder / "model" if folder else None)
-    contexts = tuple(sorted(adata.obs[context_key].astype(str).unique()))
-    return dataclasses.replace(trained, contexts=contexts,
+    # The pool keeps every context (a held-out one keeps its control cells), so the trained
+    # object's contexts are the data's.
+    return dataclasses.replace(trained,
                                calibration=_calibration(model, pool, seeds, settings, folder)
                                if calibrate else None)
 
