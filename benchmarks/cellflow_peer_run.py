@@ -63,6 +63,13 @@ def prepared(train: ad.AnnData, control: ad.AnnData, context_key: str, condition
 def predict_seed(pool: ad.AnnData, query: ad.AnnData, condition: str, seed: int,
                  settings: dict) -> np.ndarray:
     """CellFlow trained with `seed`: the query's control cells under `condition` (genes)."""
+    flow = trained_flow(pool, seed, settings)
+    flow.train(num_iterations=settings["iterations"], batch_size=settings["batch_size"])
+    return decoded(flow, pool, query, condition)
+
+
+def trained_flow(pool: ad.AnnData, seed: int, settings: dict):
+    """CellFlow's model on `pool` with `seed`, prepared and not yet trained."""
     import optax
     from cellflow.model import CellFlow
 
@@ -75,7 +82,12 @@ def predict_seed(pool: ad.AnnData, query: ad.AnnData, condition: str, seed: int,
                        hidden_dims=settings["hidden_dims"],
                        decoder_dims=settings["decoder_dims"],
                        optimizer=optax.adam(settings["learning_rate"]), seed=seed)
-    flow.train(num_iterations=settings["iterations"], batch_size=settings["batch_size"])
+    return flow
+
+
+def decoded(flow, pool: ad.AnnData, query: ad.AnnData, condition: str) -> np.ndarray:
+    """The query's control cells under `condition`, predicted in PCA space and decoded to
+    genes with the pool's basis."""
     context = str(query.obs["context"].iloc[0])
     covariates = pd.DataFrame({"condition": [condition], "context": [context],
                                "is_control": [True], "condition_id": [condition]})
@@ -98,11 +110,19 @@ def main() -> None:
     parser.add_argument("--condition_key", default="condition")
     parser.add_argument("--control_value", default="control")
     parser.add_argument("--iterations", type=int, default=SETTINGS["iterations"])
+    parser.add_argument("--budgets", default="",
+                        help="comma-separated iteration counts: train one seed in stages and "
+                             "write its prediction after each (`predictions`: budgets x cells "
+                             "x genes) and the loss of every iteration (`loss`); for "
+                             "benchmarks/cellflow_budget.py")
     args = parser.parse_args()
     settings = SETTINGS | {"iterations": args.iterations}
     pool, query = prepared(ad.read_h5ad(args.train), ad.read_h5ad(args.control),
                            args.context_key, args.condition_key, args.control_value,
                            settings["n_pca"])
+    if args.budgets:
+        write_budget_curve(pool, query, args, settings)
+        return
     predictions, seconds = [], []
     for seed in (int(s) for s in args.seeds.split(",")):
         started = time.perf_counter()
@@ -110,6 +130,25 @@ def main() -> None:
         seconds.append(time.perf_counter() - started)
         print(f"cellflow seed {seed}: {seconds[-1]:.0f} s", flush=True)
     np.savez(args.out, predictions=np.stack(predictions), seconds=np.asarray(seconds))
+
+
+def write_budget_curve(pool: ad.AnnData, query: ad.AnnData, args: argparse.Namespace,
+                       settings: dict) -> None:
+    """One seed trained in stages up to each of `--budgets`. CellFlow's trainer restarts its
+    batch generators at every `train` call, so a stage replays the first stage's batch
+    order; the parameters and optimiser state carry on."""
+    budgets = sorted(int(b) for b in args.budgets.split(","))
+    flow = trained_flow(pool, int(args.seeds.split(",")[0]), settings)
+    predictions, losses, seconds, done, started = [], [], [], 0, time.perf_counter()
+    for budget in budgets:
+        flow.train(num_iterations=budget - done, batch_size=settings["batch_size"])
+        losses += flow.trainer.training_logs["loss"]
+        done = budget
+        predictions.append(decoded(flow, pool, query, args.condition))
+        seconds.append(time.perf_counter() - started)
+        print(f"cellflow {budget} iterations: {seconds[-1]:.0f} s", flush=True)
+    np.savez(args.out, predictions=np.stack(predictions), loss=np.asarray(losses),
+             budgets=np.asarray(budgets), seconds=np.asarray(seconds))
 
 
 if __name__ == "__main__":

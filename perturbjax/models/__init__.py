@@ -3,7 +3,7 @@ with named configurations) and references alike."""
 
 from __future__ import annotations
 
-from perturbjax.models import mtae, scbutterfly, scgen, scpregan, scvidr
+from perturbjax.models import flow, mtae, scbutterfly, scgen, scpregan, scvidr
 from perturbjax.models.family import ModelFamily
 from perturbjax.models.references import (
     ReferenceModel,
@@ -24,6 +24,9 @@ from perturbjax.models.settings import FitSettings
 
 for _name, (_configs, _pairing) in mtae.VARIANTS.items():
     register_model(ModelFamily(_name, _configs, mtae.build, _pairing, adjust=mtae.adjust))
+register_model(ModelFamily("mtflow", flow.CONFIGS, flow.build, "ot", flow.predict_flow,
+                           self_pairs=False, adjust=flow.adjust,
+                           space_components=flow.space_components))
 register_model(ModelFamily("scgen", scgen.CONFIGS, scgen.build, predict=scgen.predict,
                            per_condition=True))
 register_model(ModelFamily("scvidr", scvidr.CONFIGS, scvidr.build,

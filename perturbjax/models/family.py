@@ -23,9 +23,10 @@ import numpy as np
 
 from perturbjax.data.fingerprint import content_hash, normalised
 from perturbjax.data.schema import PerturbationSpec
-from perturbjax.data.splits import is_control, stratified_validation_mask
+from perturbjax.data.splits import hold_out_mask, is_control, stratified_validation_mask
 from perturbjax.errors import PerturbjaxError
 from perturbjax.files import safe_name
+from perturbjax.models.compact_space import CompactSpace
 from perturbjax.models.fitting import ConditionEncoding, Task, TrainingPool, predict_decoded
 from perturbjax.models.inner_selection import choose_inner_contexts
 from perturbjax.models.program_files import load_programs, save_programs
@@ -117,6 +118,9 @@ class ModelFamily:
     must be doses (the multi-dose design). `self_pairs` False trains a paired model on the
     control -> perturbed pairs only (no control -> itself rows). `adjust(model_config,
     settings)` applies the study's settings that the model's configuration reads.
+    `space_components(model_config)`, for a model below gene space, is the size of the
+    compact space (`compact_space`) fitted on each fit's own training cells: never on its
+    validation split, nor on the perturbed cells of its inner contexts.
     """
 
     name: str
@@ -128,6 +132,7 @@ class ModelFamily:
     doses_only: bool = False
     self_pairs: bool = True
     adjust: Callable[[Any, FitSettings], Any] = _unchanged
+    space_components: Callable[[Any], int] | None = None
     role = "learned"
     floor = False
 
@@ -182,7 +187,8 @@ class ModelFamily:
                     "unnamed")
         phases = [f"{schedule['model'][k]} {k.removesuffix('_epochs')}"
                   for k in SCHEDULE_FIELDS if schedule["model"].get(k)]
-        selection = (f"{train['inner_contexts']} inner contexts' response"
+        score = train.get("selection_score", "response").replace("_", " ")
+        selection = (f"{train['inner_contexts']} inner contexts' {score}"
                      if train.get("inner_contexts") else "validation reconstruction")
         rates = len(train["learning_rates"])
         return {"configuration": name,
@@ -241,12 +247,33 @@ class ModelFamily:
     def load_trained(self, path: Path, entries: list[dict[str, Any]], settings: FitSettings,
                      spec: PerturbationSpec, control: str) -> Fitted:
         """The programs a saved model holds under `path` (`Fitted.save`)."""
-        model_config = self.configured(settings)[0]
-        return Fitted(self, {
-            condition: TrainedProgram(self.build(model_config, pool.task()), result, pool,
-                                      seconds)
-            for condition, result, pool, seconds in load_programs(path, entries, spec,
-                                                                  control)})
+        model_config, train_config = self.configured(settings)
+        programs = {}
+        for condition, result, pool, seconds in load_programs(path, entries, spec, control):
+            inner = bool(train_config.inner_contexts and choose_inner_contexts(
+                pool.cells, spec, train_config.inner_contexts))
+            task = self._task(pool, model_config, train_config, inner)
+            programs[condition] = TrainedProgram(self.build(model_config, task), result, pool,
+                                                 seconds)
+        return Fitted(self, programs)
+
+    def _task(self, pool: TrainingPool, model_config: Any, train_config: TrainConfig,
+              inner: bool) -> Task:
+        """What `build` gets for `pool`: its task, with the compact space fitted on the
+        pool's cells less those the fit is scored on (the perturbed cells of its inner
+        contexts when it selects on them, else its validation split)."""
+        task = pool.task()
+        if self.space_components is None:
+            return task
+        cells, spec = pool.cells, pool.spec
+        if inner:
+            scored = hold_out_mask(cells, spec, choose_inner_contexts(
+                cells, spec, train_config.inner_contexts))
+        else:
+            scored = stratified_validation_mask(cells, spec, train_config.validation_fraction,
+                                                0)
+        return dataclasses.replace(task, space=CompactSpace.of_cells(
+            cells[~scored], self.space_components(model_config)))
 
     def _jobs(self, pool: TrainingPool, workdir: Path | None,
               conditions: Sequence[str] | None) -> dict[str | None, tuple[TrainingPool,
@@ -324,20 +351,22 @@ class ModelFamily:
         started = time.perf_counter()
         model_config, train_config = self.configured(settings)
         spec = pools[0].spec
-        objectives = [self.build(model_config, pool.task()) for pool in pools]
+        inner = self._selects_on_inner_contexts(pools, train_config, settings)
+        if not inner:
+            train_config = dataclasses.replace(train_config, inner_contexts=0)
+        objectives = [self.build(model_config, self._task(pool, model_config, train_config,
+                                                          inner)) for pool in pools]
         if any(o != objectives[0] for o in objectives):
             raise ValueError(f"model '{self.name}' builds a different objective per pool (its "
                              "configuration reads the pool, e.g. the KL weight scaled by the "
-                             "training cells): train it one pool at a time")
+                             "training cells, or a compact space fitted on them): train it "
+                             "one pool at a time")
         fingerprint = {"model": self.name, "configuration": settings.configuration,
                        "model_config": dataclasses.asdict(model_config),
                        "data": [content_hash(p.cells, [spec.context_key, spec.condition_key])
                                 for p in pools]}
         if len(pools) == 1:
             fingerprint["data"] = fingerprint["data"][0]
-        inner = self._selects_on_inner_contexts(pools, train_config, settings)
-        if not inner:
-            train_config = dataclasses.replace(train_config, inner_contexts=0)
         result = None
         for rows in PASSES[self.pairing]:
             extra = ({"pairing": "unpaired"} if rows == "unpaired" else

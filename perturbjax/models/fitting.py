@@ -23,6 +23,7 @@ from sklearn.decomposition import PCA
 
 from perturbjax.data.schema import PerturbationSpec
 from perturbjax.data.splits import is_control, stratified_validation_mask
+from perturbjax.models.compact_space import CompactSpace
 from perturbjax.ot import PairingConfig, pair_cells
 from perturbjax.train import FitResult, TrainConfig, fit, predict_members
 from perturbjax.train.objective import Objective
@@ -72,13 +73,16 @@ class TrainingPool:
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """What a model is built for: its genes, condition codes, training contexts and the
-    number of training cells (the one input every `build` takes besides its configuration)."""
+    """What a model is built for: its genes, condition codes, training contexts, the
+    number of training cells and, for a model below gene space, the compact space fitted on
+    its training cells (`compact_space`; set by `ModelFamily`): the one input every `build`
+    takes besides its configuration."""
 
     genes: tuple[str, ...]
     encoding: ConditionEncoding
     contexts: tuple[str, ...] = ()
     n_cells: int | None = None
+    space: CompactSpace | None = None
 
     @property
     def n_genes(self) -> int:
@@ -99,6 +103,13 @@ class Task:
                    tuple(sorted(train.obs[spec.context_key].astype(str).unique())), train.n_obs)
 
 
+# Context summaries for models that describe a context by its own control cells: the mean
+# control cell of each context of a pair table's pool (shared, (contexts, genes)), and the one
+# context's control mean that a batch of its control cells is predicted with ((genes,)).
+CONTEXT_CONTROL_MEANS = "context_control_means"
+CONTROL_MEAN = "control_mean"
+
+
 class CellBatch(TypedDict, total=False):
     """The arrays a cell model's objective sees per mini-batch (its rows gathered, the shared
     and fold arrays whole). A table of cells carries `x`; a pair table carries `source_row` and
@@ -110,6 +121,7 @@ class CellBatch(TypedDict, total=False):
     source_row: jax.Array  # (rows,) int32: the input cell's row of `cells`
     target_row: jax.Array  # (rows,) int32: the target cell's row of `cells`
     cells: jax.Array  # (cells, genes), shared: the pool a pair table indexes
+    context_control_means: jax.Array  # (contexts, genes), shared: see CONTEXT_CONTROL_MEANS
 
 
 def batch_of(adata: ad.AnnData, codes: np.ndarray,
@@ -165,7 +177,20 @@ def pair_table(rows: np.ndarray, coordinates: np.ndarray, adata: ad.AnnData,
     target = np.concatenate([rows[pairs.partner], controls])
     return CellBatch(source_row=jnp.asarray(source, jnp.int32),
                      target_row=jnp.asarray(target, jnp.int32),
-                     condition=jnp.asarray(encoding.codes(adata, spec)[target], jnp.int32))
+                     condition=jnp.asarray(encoding.codes(adata, spec)[target], jnp.int32),
+                     context=jnp.asarray(context_codes(adata, spec)[source], jnp.int32))
+
+
+def shared_cells(adata: ad.AnnData, spec: PerturbationSpec) -> CellBatch:
+    """The arrays every step of a pair-table fit sees whole: the pool's cells, and the mean
+    control cell of each of its contexts (indexed by a row's `context`; zeros for a context
+    without control cells)."""
+    x = np.asarray(adata.X, np.float32)
+    codes, control = context_codes(adata, spec), is_control(adata, spec)
+    means = np.zeros((codes.max() + 1, x.shape[1]), np.float32)
+    for code in np.unique(codes[control]):
+        means[code] = x[control & (codes == code)].mean(axis=0)
+    return CellBatch(cells=jnp.asarray(x), context_control_means=jnp.asarray(means))
 
 
 def unpaired_table(rows: np.ndarray, adata: ad.AnnData, spec: PerturbationSpec,
@@ -226,9 +251,9 @@ def fit_on_pairs(objective: Objective, train_config: TrainConfig, train: ad.AnnD
     `unpaired` trains on `unpaired_table`s instead (no pairing)."""
     tables = pair_tables(train, spec, encoding, train_config, pairing, validation_seed,
                          unpaired, self_pairs)
-    cells = CellBatch(cells=jnp.asarray(np.asarray(train.X, np.float32)))
     return fit(objective, tables[0], tables[1], seeds, train_config, workdir=workdir,
-               fingerprint=fingerprint, shared=cells, warm_start=warm_start)
+               fingerprint=fingerprint, shared=shared_cells(train, spec),
+               warm_start=warm_start)
 
 
 def predict_anndata(objective: Objective, result: FitResult, control: ad.AnnData,

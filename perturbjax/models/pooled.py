@@ -28,6 +28,7 @@ from perturbjax.models.fitting import (
     batch_of,
     context_codes,
     pair_tables,
+    shared_cells,
 )
 from perturbjax.ot import PairingConfig
 from perturbjax.train import FitResult, Folds, TrainConfig, fit
@@ -79,10 +80,13 @@ def _stacked(tables: Sequence[CellBatch]) -> tuple[CellBatch, list[np.ndarray]]:
     return stacked, [np.arange(a, b) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
-def _in_union(table: CellBatch, rows: np.ndarray) -> CellBatch:
-    """A pair table of a pool with its rows moved to the union's."""
-    return CellBatch(**{**table, **{k: jnp.asarray(rows[np.asarray(table[k])], jnp.int32)
-                                    for k in ("source_row", "target_row") if k in table}})
+def _in_union(table: CellBatch, rows: np.ndarray, union_contexts: np.ndarray) -> CellBatch:
+    """A pair table of a pool with its rows (and its rows' context codes) moved to the
+    union's."""
+    moved = {k: rows[np.asarray(table[k])] for k in ("source_row", "target_row") if k in table}
+    if "context" in table:
+        moved["context"] = union_contexts[moved["source_row"]]
+    return CellBatch(**{**table, **{k: jnp.asarray(v, jnp.int32) for k, v in moved.items()}})
 
 
 def fit_pools(objective: Objective, train_config: TrainConfig, pools: Sequence[ad.AnnData],
@@ -100,11 +104,12 @@ def fit_pools(objective: Objective, train_config: TrainConfig, pools: Sequence[a
     if pairs or unpaired:
         tables = [pair_tables(pool, spec, encoding, train_config, pairing, validation_seed,
                               unpaired, self_pairs) for pool in pools]
+        union_contexts = context_codes(pooled.union, spec)
         (train, train_rows), (validation, val_rows) = (
-            _stacked([_in_union(t[part], rows) for t, rows in zip(tables, pooled.rows,
-                                                                  strict=True)])
+            _stacked([_in_union(t[part], rows, union_contexts)
+                      for t, rows in zip(tables, pooled.rows, strict=True)])
             for part in (0, 1))
-        shared = CellBatch(cells=jnp.asarray(np.asarray(pooled.union.X, np.float32)))
+        shared = shared_cells(pooled.union, spec)
     else:
         union = pooled.union
         train = validation = batch_of(union, encoding.codes(union, spec),

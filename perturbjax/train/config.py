@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+SELECTION_SCORES = ("response", "response_and_effect")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -31,6 +33,9 @@ class TrainConfig:
         contexts whose perturbed cells it did not see, each a fold of the same program
         (`perturbjax.models.inner_selection`; no validation split then); 0: on the
         validation split's loss.
+      selection_score: what inner contexts are scored on: "response" (1 - Pearson of the
+        mean response on the real top DEGs) or "response_and_effect" (its mean with 1 - the
+        concordance of the standardised effects on those genes, which reads the spread).
       checkpoint_every: save an orbax checkpoint every this many epochs (0: never).
       shared_batch_order: every member visits the cells in the same shuffled order (seeds
         still differ in initialisation and dropout). The mini-batch is then the same for all
@@ -53,6 +58,7 @@ class TrainConfig:
     select_best: bool = True
     validation_fraction: float = 0.1
     inner_contexts: int = 0
+    selection_score: str = "response"
     checkpoint_every: int = 0
     shared_batch_order: bool = False
     learning_rate_multipliers: tuple[tuple[str, float], ...] = ()
@@ -78,6 +84,9 @@ class TrainConfig:
         if not all(0.0 <= b < 1.0 for b in self.adam_betas) or not 0 < self.decay_factor <= 1:
             problems.append(f"adam_betas {self.adam_betas} must lie in [0, 1) and "
                             f"decay_factor ({self.decay_factor}) in (0, 1]")
+        if self.selection_score not in SELECTION_SCORES:
+            problems.append(f"selection_score '{self.selection_score}' must be one of "
+                            f"{SELECTION_SCORES}")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 

@@ -4,6 +4,7 @@ every member at once (one vmapped program, in chunks of rows)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -159,6 +160,22 @@ class FitResult:
             val_loss=self.val_loss[runs, :epochs], devices=self.devices)
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_applier(fn: Callable, per_member: bool) -> Callable:
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0 if per_member else None)))
+
+
+def _member_applier(fn: Callable, per_member: bool) -> Callable:
+    """`fn` vmapped over members and jitted, kept per (fn, per_member) so that predicting
+    again with rows of a shape seen before does not compile again (an unhashable `fn`, e.g.
+    a method of an objective holding arrays, compiles every time)."""
+    try:
+        hash(fn)
+    except TypeError:
+        return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0 if per_member else None)))
+    return _cached_applier(fn, per_member)
+
+
 def apply_members(fn: Callable[[PyTree, PyTree, Any], jax.Array], result: FitResult,
                   rows: Any, chunk: int = 4096, per_member: bool = False,
                   shared: Batch | None = None) -> np.ndarray:
@@ -168,7 +185,7 @@ def apply_members(fn: Callable[[PyTree, PyTree, Any], jax.Array], result: FitRes
     dict of arrays) holds the rows on axis 0, the same for every member, or with
     `per_member` on axis 1, one slice per member; `shared` arrays (a dict `rows`) are given
     whole with every chunk."""
-    apply = jax.jit(jax.vmap(fn, in_axes=(0, 0, 0 if per_member else None)))
+    apply = _member_applier(fn, per_member)
     axis = 1 if per_member else 0
     n = jax.tree_util.tree_leaves(rows)[0].shape[axis]
     parts = []
