@@ -13,6 +13,7 @@ from perturbjax.models.references import (
     predict_mean_shift_balanced,
 )
 from perturbjax.models.registry import (
+    RECOMMENDED,
     check_model_names,
     floor_references,
     get_model,
@@ -42,7 +43,7 @@ register_model(ReferenceModel("mean_shift", predict_mean_shift, floor=True))
 register_model(ReferenceModel("mean_shift_balanced", predict_mean_shift_balanced, floor=True))
 register_model(ReferenceModel("linear", predict_linear))
 
-__all__ = ["FitSettings", "ModelFamily", "check_model_names", "configuration_names",
+__all__ = ["RECOMMENDED", "FitSettings", "ModelFamily", "check_model_names", "configuration_names",
            "floor_references", "get_model", "model_names", "register_model", "unregister_model"]
 
 

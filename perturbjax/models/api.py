@@ -1,6 +1,6 @@
 """Fit a model on one's own AnnData, predict AnnData, save and load: the public API.
 
-    model = perturbjax.fit(adata, model="mtae", held_out="B", seeds=(1, 2))
+    model = perturbjax.fit(adata, model="mtflow", held_out="B", seeds=(1, 2))
     pred = model.predict(control_cells, condition="stimulated")   # an AnnData
     model.save("my_model"); again = perturbjax.load("my_model")
 
@@ -39,7 +39,7 @@ from perturbjax.data.splits import hold_out_mask
 from perturbjax.errors import PerturbjaxError, seed_problem
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
 from perturbjax.models.model_files import read_description
-from perturbjax.models.registry import get_model, model_names
+from perturbjax.models.registry import RECOMMENDED, get_model, model_names
 from perturbjax.models.settings import FitSettings
 from perturbjax.models.trained import TrainedModel, train_model
 from perturbjax.ot import PairingConfig
@@ -47,7 +47,7 @@ from perturbjax.ot import PairingConfig
 logger = logging.getLogger("perturbjax")
 
 
-def fit(adata: ad.AnnData, model: str = "mtae", context_key: str = "cell_type",
+def fit(adata: ad.AnnData, model: str = RECOMMENDED, context_key: str = "cell_type",
         condition_key: str = "condition", control: str = "control",
         held_out: str | Sequence[str] | None = None, seeds: Sequence[int] = (1, 2, 3),
         configuration: str = "default", epochs: int | None = None,

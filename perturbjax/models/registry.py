@@ -26,6 +26,9 @@ from perturbjax.models.fitting import TrainingPool
 from perturbjax.models.settings import FitSettings
 
 ROLES = ("learned", "reference", "peer")
+# The model the main job runs and `perturbjax.fit` trains unless told otherwise: the family's
+# flow-matching member (`models.flow`; why, in docs/flow_member.md).
+RECOMMENDED = "mtflow"
 
 
 class Trained(Protocol):

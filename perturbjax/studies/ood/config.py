@@ -12,7 +12,7 @@ from perturbjax.data import (
     SpeciesConfig,
     SyntheticConfig,
 )
-from perturbjax.models import FitSettings, get_model, model_names
+from perturbjax.models import RECOMMENDED, FitSettings, get_model, model_names
 from perturbjax.ot import PairingConfig
 
 DESIGNS = ("single", "multidose", "species")
@@ -46,7 +46,8 @@ class OODConfig:
     counts: bool = False
     n_top_genes: int | None = None
     held_out: tuple[str, ...] = ()
-    models: tuple[str, ...] = ("mtae", "control", "mean_shift", "mean_shift_balanced", "linear")
+    models: tuple[str, ...] = (RECOMMENDED, "control", "mean_shift", "mean_shift_balanced",
+                               "linear")
     configuration: str = "default"
     seeds: tuple[int, ...] = (1, 2, 19193)
     epochs: int | None = None
