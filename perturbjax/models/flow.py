@@ -205,7 +205,7 @@ def space_components(config: FlowConfig) -> int:
     return config.components
 
 
-# The recommendation, chosen on the synthetic single design's held-out types 0-3 (never on
+# The recommendation, chosen on the synthetic single design's held-out types 0 and 1 (never on
 # Kang; docs/flow_member.md): decoded cells, learning rate and epoch selected on two inner
 # contexts' mean response and standardised effects. Every selected epoch fell at or before
 # 22 of 300 there, so the budget is 100 epochs.
