@@ -24,6 +24,7 @@ seeds and rates, selection on inner contexts through the score the interface sup
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import anndata as ad
 import diffrax
@@ -115,6 +116,8 @@ class FlowObjective(Objective):
     """Flow matching on pair tables (`source_row` / `target_row` into the shared `cells`,
     `context` into the shared `context_control_means`); prediction reads a table of control
     cells `x` with the `control_mean` of their context."""
+
+    weighs_validation_rows: ClassVar[bool] = True
 
     space: CompactSpace | None = None
     condition_vectors: tuple[tuple[float, ...], ...] = ((1.0, 0.0), (0.0, 1.0))
