@@ -4,14 +4,18 @@
 `TrainedModel`. The benchmark reads its members (`predict_members`, `runs`); a user calls
 `predict`, which checks the cells and returns AnnData: the ensemble mean per cell in `X`, each
 seed's prediction in `layers["member_<seed>"]` and the spread across seeds in `layers["std"]`
-(the spread is not a calibrated interval). With `calibration` (residuals of the mean response
-on contexts each predicted by a fit that did not see them, `api.fit(calibrate=True)`),
-`predict` also writes the split-conformal interval of the mean response in `var`.
+(the spread is not a calibrated interval). A model may predict values below 0, which
+log-normalised expression never holds (a decoded cell, a shifted copy); `predict` says how
+many in one line and `clip_negative=True` sets them to 0 before anything reads them. With
+`calibration` (residuals of the mean response on contexts each predicted by a fit that did
+not see them, `api.fit(calibrate=True)`), `predict` also writes the split-conformal
+interval of the mean response in `var`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,8 @@ from perturbjax.models.model_files import write_model
 from perturbjax.models.registry import Trained, get_model
 from perturbjax.models.settings import FitSettings
 from perturbjax.version import __version__
+
+logger = logging.getLogger("perturbjax")
 
 
 def interval_columns(level: float) -> tuple[str, str]:
@@ -138,16 +144,36 @@ class TrainedModel:
             control.X = dense_x(control.X)
         return control
 
-    def predict(self, control: ad.AnnData, condition: str, reindex: bool = False,
-                level: float = 0.9) -> ad.AnnData:
-        """The control cells under `condition`: an AnnData (see the module docstring), with
-        the interval of the mean response at `level` in `var` when the model is calibrated."""
+    def predict(self, control: ad.AnnData, condition: str | Sequence[str],
+                reindex: bool = True, level: float = 0.9, clip_negative: bool = False
+                ) -> ad.AnnData:
+        """The control cells under `condition` (or under each of several conditions, one
+        block of rows per condition): an AnnData (see the module docstring) whose cells are
+        named `<control cell>|<condition>`, with the interval of the mean response at
+        `level` in `var` when the model is calibrated. Genes are matched by name
+        (`reindex`); `clip_negative` sets negative predicted values to 0 (module
+        docstring)."""
+        if not isinstance(condition, str):
+            conditions = [str(c) for c in condition]
+            if not conditions:
+                raise PerturbjaxError("no condition to predict: pass one or more conditions")
+            return _joined([self.predict(control, c, reindex, level, clip_negative)
+                            for c in conditions], conditions)
         control = self._checked(control, str(condition), reindex)
         members = np.stack(self.predict_members(control, str(condition))).astype(np.float32)
+        negative = float((members < 0).mean())
+        if clip_negative:
+            members = np.maximum(members, 0.0)
+        elif negative > 0:
+            logger.warning("%.1f%% of the predicted values under '%s' are negative, which "
+                           "log-normalised expression never is; rank tests on them (scanpy's "
+                           "DEG test) misread those genes: predict(..., clip_negative=True) "
+                           "sets them to 0", 100 * negative, condition)
         obs = control.obs.copy()
         obs[self.spec.condition_key] = str(condition)
         obs["model"] = self.name
         obs["perturbjax_prediction"] = True
+        obs.index = [f"{name}|{condition}" for name in control.obs_names]
         pred = ad.AnnData(members.mean(axis=0), obs=obs, var=control.var.copy())
         for seed, values in zip(self.seeds, members, strict=True):
             pred.layers[f"member_{seed}"] = values
@@ -161,6 +187,7 @@ class TrainedModel:
                                   "seeds": [s for s in self.seeds if s is not None],
                                   "version": __version__,
                                   "std": "spread of the seeds' predictions, not calibrated",
+                                  "negative_share": negative, "clipped": clip_negative,
                                   "interval": self._interval(pred.var, str(condition), level)}
         return pred
 
@@ -193,6 +220,24 @@ class TrainedModel:
             "spec": dataclasses.asdict(self.spec), "genes": list(self.genes),
             "labels": list(self.encoding.labels), "control": self.encoding.control,
             "contexts": list(self.contexts), "kind": self.kind, "device": self.device})
+
+
+def _joined(predictions: list[ad.AnnData], conditions: list[str]) -> ad.AnnData:
+    """One AnnData of the predictions under several conditions: their rows stacked, each
+    condition's `var` columns named `<column> (<condition>)`, its description under
+    `uns["perturbjax"]["conditions"][<condition>]`."""
+    joined = ad.concat(predictions, merge="same")
+    var = predictions[0].var.drop(columns=[c for c in predictions[0].var.columns
+                                           if c.startswith(("predicted_response",
+                                                            "response_"))])
+    for condition, pred in zip(conditions, predictions, strict=True):
+        for column in set(pred.var.columns) - set(var.columns):
+            var[f"{column} ({condition})"] = pred.var[column].to_numpy()
+    joined.var = var
+    joined.uns["perturbjax"] = {"conditions": {c: p.uns["perturbjax"]
+                                               for c, p in zip(conditions, predictions,
+                                                               strict=True)}}
+    return joined
 
 
 def train_model(name: str, pool: TrainingPool, seeds: Sequence[int], settings: FitSettings,

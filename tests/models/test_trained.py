@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,7 +31,7 @@ def control(tiny_adata):
 
 def test_a_prediction_is_an_anndata_with_every_seed_and_the_spread(fitted, control):
     pred = fitted.predict(control, condition="stimulated")
-    assert pred.shape == control.shape and list(pred.obs_names) == list(control.obs_names)
+    assert pred.shape == control.shape
     members = np.stack([pred.layers["member_1"], pred.layers["member_2"]])
     np.testing.assert_allclose(pred.X, members.mean(0), rtol=1e-6)
     np.testing.assert_allclose(pred.layers["std"], members.std(0), rtol=1e-6)
@@ -79,17 +80,48 @@ def test_the_interval_is_conformal_on_fits_that_did_not_see_each_context(fitted,
     assert "response_seed_sd_uncalibrated" in wide.var
 
 
-def test_genes_in_another_order_are_reindexed_by_name_on_request(fitted, control):
+def test_genes_are_matched_by_name_by_default_and_on_request_only_by_position(fitted,
+                                                                              control):
     shuffled = control[:, np.random.default_rng(0).permutation(control.n_vars)].copy()
-    with pytest.raises(PerturbjaxError, match="pass reindex=True"):
-        fitted.predict(shuffled, "stimulated")
-    np.testing.assert_array_equal(fitted.predict(shuffled, "stimulated", reindex=True).X,
+    np.testing.assert_array_equal(fitted.predict(shuffled, "stimulated").X,
                                   fitted.predict(control, "stimulated").X)
+    with pytest.raises(PerturbjaxError, match="pass reindex=True"):
+        fitted.predict(shuffled, "stimulated", reindex=False)
+
+
+def test_predicted_cells_are_named_apart_from_their_control_cells(fitted, control):
+    pred = fitted.predict(control, "stimulated")
+    assert list(pred.obs_names) == [f"{name}|stimulated" for name in control.obs_names]
+    joined = ad.concat([control, pred])
+    assert joined.obs_names.is_unique
+
+
+def test_several_conditions_are_predicted_in_one_call_as_they_are_one_by_one(fitted, control):
+    both = fitted.predict(control, ["stimulated", "stimulated"])
+    one = fitted.predict(control, "stimulated")
+    assert both.n_obs == 2 * control.n_obs
+    np.testing.assert_array_equal(both.X[: control.n_obs], one.X)
+    np.testing.assert_array_equal(both.var["predicted_response (stimulated)"],
+                                  one.var["predicted_response"])
+
+
+def test_negative_predictions_are_counted_and_clipped_on_request(fitted, control, caplog):
+    pred = fitted.predict(control, "stimulated")
+    share = pred.uns["perturbjax"]["negative_share"]
+    assert share == pytest.approx(float(np.mean(np.stack(
+        [pred.layers[k] for k in pred.layers if k.startswith("member_")]) < 0)))
+    clipped = fitted.predict(control, "stimulated", clip_negative=True)
+    assert (clipped.X >= 0).all() and all((clipped.layers[k] >= 0).all()
+                                          for k in clipped.layers if k != "std")
+    if share > 0:
+        assert any("clip_negative=True" in r.getMessage() for r in caplog.records)
+    for key in (k for k in pred.layers if k.startswith("member_")):
+        np.testing.assert_array_equal(clipped.layers[key], np.maximum(pred.layers[key], 0.0))
 
 
 def test_missing_genes_unknown_conditions_and_raw_counts_are_refused_by_name(fitted, control):
     with pytest.raises(PerturbjaxError, match=r"1 missing \['gene_0'\]"):
-        fitted.predict(control[:, 1:].copy(), "stimulated", reindex=True)
+        fitted.predict(control[:, 1:].copy(), "stimulated")
     with pytest.raises(PerturbjaxError, match=r"known conditions: \['stimulated'\]"):
         fitted.predict(control, "IFN-beta")
     counts = control.copy()
