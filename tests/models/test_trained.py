@@ -280,3 +280,27 @@ def test_the_control_condition_and_perturbed_cells_as_input_are_refused_by_what_
         fitted.predict(cells[cells.obs["condition"] == "control"].copy(), "control")
     with pytest.raises(PerturbjaxError, match=r"labelled \['stimulated'\].*predict from control"):
         fitted.predict(cells, "stimulated")
+
+
+def test_evaluate_gives_the_benchmarks_raw_numbers_and_the_figure_is_written(fitted, control,
+                                                                            tiny_adata,
+                                                                            tmp_path):
+    from perturbjax.metrics.evaluate import HeldOutReference, evaluate_prediction
+
+    pred = fitted.predict(control, "stimulated")
+    real = tiny_adata[(tiny_adata.obs["cell_type"] == "type_0").to_numpy()
+                      & (tiny_adata.obs["condition"] == "stimulated").to_numpy()].copy()
+    table = perturbjax.evaluate(pred, real, control)
+    reference = HeldOutReference.build(np.asarray(control.X), np.asarray(real.X),
+                                       control.var_names)
+    expected = evaluate_prediction(reference, pred.X)
+    for metric in ("pearson_delta_top100", "degs_robust", "edistance"):
+        assert table.loc["prediction", metric] == pytest.approx(expected[metric], rel=1e-6)
+    assert "discrimination" in table.attrs["note"]
+    shuffled = real[:, ::-1].copy()  # genes matched by name
+    assert perturbjax.evaluate(pred, shuffled, control).loc["prediction", "pearson_delta"] == (
+        pytest.approx(table.loc["prediction", "pearson_delta"], rel=1e-6))
+    with pytest.raises(PerturbjaxError, match="the real cells lack 1"):
+        perturbjax.evaluate(pred, real[:, 1:].copy(), control)
+    path = perturbjax.plot_response(pred, real, control, tmp_path / "response.png")
+    assert path.stat().st_size > 1000
