@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
 import time
+from collections.abc import Iterator
 
 
 def duration(seconds: float) -> str:
@@ -28,3 +32,36 @@ class Progress:
 
     def left(self, done: int) -> str:
         return duration(self.per_step(done) * max(self.total - done, 0))
+
+
+class _EveryTenth(logging.Filter):
+    """Lets through every line but the epoch lines, of which it keeps about one in ten."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("epoch "):
+            return True
+        done, total = (int(n) for n in message.split()[1].split("/"))
+        return done == total or done % max(1, total // 10) == 0
+
+
+@contextlib.contextmanager
+def shown(progress: bool) -> Iterator[None]:
+    """While it is open, the library's progress lines (INFO of the 'perturbjax' logger, about
+    ten epoch lines per fit) go to stderr, unless `progress` is False or the caller has set
+    up logging of their own (a handler on that logger or on the root)."""
+    logger = logging.getLogger("perturbjax")
+    if not progress or logger.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("perturbjax: %(message)s"))
+    handler.addFilter(_EveryTenth())
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,14 @@ from perturbjax.data.datasets import dense_x
 from perturbjax.data.schema import PerturbationSpec, log_normalised_problem, validate
 from perturbjax.data.splits import hold_out_mask
 from perturbjax.errors import PerturbjaxError, seed_problem
+from perturbjax.metrics.conformal import fewest_contexts
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
 from perturbjax.models.model_files import read_description
 from perturbjax.models.registry import RECOMMENDED, get_model, model_names
 from perturbjax.models.settings import FitSettings
 from perturbjax.models.trained import TrainedModel, train_model
 from perturbjax.ot import PairingConfig
+from perturbjax.progress import duration, shown
 
 logger = logging.getLogger("perturbjax")
 
@@ -51,11 +54,15 @@ def fit(adata: ad.AnnData, model: str = RECOMMENDED, context_key: str = "cell_ty
         condition_key: str = "condition", control: str = "control",
         held_out: str | Sequence[str] | None = None, seeds: Sequence[int] = (1, 2, 3),
         configuration: str = "default", epochs: int | None = None,
-        workdir: str | Path | None = None, calibrate: bool = True) -> TrainedModel:
+        workdir: str | Path | None = None, calibrate: bool = True, level: float = 0.9,
+        progress: bool = True) -> TrainedModel:
     """Train `model` (any registered model) on every cell of `adata` except the perturbed
     cells of the `held_out` contexts, all seeds as one program; with `workdir`, checkpoints
     are kept there (`model/`, `calibration/<i>/`) and a rerun resumes. `calibrate` adds one
-    fit per training context with perturbed cells, for the intervals (module docstring)."""
+    fit per training context with perturbed cells, for the intervals (module docstring),
+    when there are enough of them for a finite interval at `level`; otherwise it says so and
+    trains none. `progress` prints about ten lines per fit, with the time left, unless
+    logging is set up by the caller."""
     if model not in model_names():
         raise PerturbjaxError(f"model '{model}' is not registered; choose from "
                               f"{list(model_names())}")
@@ -72,6 +79,7 @@ def fit(adata: ad.AnnData, model: str = RECOMMENDED, context_key: str = "cell_ty
     problem = log_normalised_problem(adata.X)
     if problem:
         raise PerturbjaxError(f"{source or 'the AnnData given to fit'}: {problem}")
+    needed = fewest_contexts(level)  # also checks the level
     train = adata[~hold_out_mask(adata, spec, held)].copy()
     train.X = dense_x(train.X)
     encoding = ConditionEncoding.from_adata(train, spec)
@@ -82,16 +90,45 @@ def fit(adata: ad.AnnData, model: str = RECOMMENDED, context_key: str = "cell_ty
         raise PerturbjaxError("; ".join(problems))
     seeds, folder = tuple(int(s) for s in seeds), Path(workdir) if workdir else None
     pool = TrainingPool(train, spec, encoding)
-    trained = train_model(model, pool, seeds, settings, folder / "model" if folder else None)
+    contexts = calibration_contexts(pool) if calibrate else []
+    with shown(progress):
+        if calibrate and len(contexts) < needed:
+            finite = (f"levels up to {len(contexts) / (len(contexts) + 1):.1%} are finite with "
+                      f"{len(contexts)} (fit(..., level=...))" if contexts else
+                      "no level is finite without one")
+            logger.warning("no calibration: %d training contexts have control and perturbed "
+                           "cells, and a finite interval at %.0f%% needs %d; %s. No "
+                           "calibration fit is trained.", len(contexts), 100 * level, needed,
+                           finite)
+            contexts = []
+        logger.info("fit: model '%s' on %d cells, %d seeds%s", model, train.n_obs, len(seeds),
+                    f", then {len(contexts)} calibration fits like it" if contexts else "")
+        started = time.perf_counter()
+        trained = train_model(model, pool, seeds, settings, folder / "model" if folder else None)
+        seconds = time.perf_counter() - started
+        if contexts:
+            logger.info("fit: the model took %s; the %d calibration fits will take about %s",
+                        duration(seconds), len(contexts), duration(seconds * len(contexts)))
+        calibration = (_calibration(model, pool, contexts, seeds, settings, folder)
+                       if contexts else None)
     # The pool keeps every context (a held-out one keeps its control cells), so the trained
     # object's contexts are the data's.
-    return dataclasses.replace(trained,
-                               calibration=_calibration(model, pool, seeds, settings, folder)
-                               if calibrate else None)
+    return dataclasses.replace(trained, calibration=calibration)
 
 
-def _calibration(model: str, pool: TrainingPool, seeds: tuple[int, ...],
-                 settings: FitSettings, workdir: Path | None) -> dict[str, pd.DataFrame]:
+def calibration_contexts(pool: TrainingPool) -> list[str]:
+    """The training contexts with both control and perturbed cells: each is predicted by one
+    calibration fit that did not see its perturbed cells."""
+    spec = pool.spec
+    contexts = pool.cells.obs[spec.context_key].astype(str).to_numpy()
+    control = (pool.cells.obs[spec.condition_key].astype(str) == pool.encoding.control
+               ).to_numpy()
+    return sorted(set(contexts[~control]) & set(contexts[control]))
+
+
+def _calibration(model: str, pool: TrainingPool, calibrating: list[str],
+                 seeds: tuple[int, ...], settings: FitSettings, workdir: Path | None
+                 ) -> dict[str, pd.DataFrame]:
     """Per condition, the absolute residual of the mean response per gene (calibration
     contexts x genes): each training context with perturbed cells predicted by a fit of the
     same model that did not see them."""
@@ -100,7 +137,6 @@ def _calibration(model: str, pool: TrainingPool, seeds: tuple[int, ...],
     conditions = train.obs[spec.condition_key].astype(str).to_numpy()
     control = conditions == pool.encoding.control
     residuals: dict[str, dict[str, np.ndarray]] = {}
-    calibrating = sorted(set(contexts[~control]) & set(contexts[control]))
     for i, context in enumerate(calibrating):
         logger.info("calibration fit %d/%d: without the perturbed cells of %s", i + 1,
                     len(calibrating), context)

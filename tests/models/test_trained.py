@@ -19,7 +19,9 @@ from perturbjax.models.model_files import description_hash
 
 @pytest.fixture(scope="module")
 def fitted(tiny_adata):
-    return perturbjax.fit(tiny_adata, model="mtae", held_out="type_0", seeds=(1, 2), epochs=2)
+    # Two calibration contexts give a finite interval up to 66.7%.
+    return perturbjax.fit(tiny_adata, model="mtae", held_out="type_0", seeds=(1, 2), epochs=2,
+                          level=0.6)
 
 
 @pytest.fixture(scope="module")
@@ -304,3 +306,30 @@ def test_evaluate_gives_the_benchmarks_raw_numbers_and_the_figure_is_written(fit
         perturbjax.evaluate(pred, real[:, 1:].copy(), control)
     path = perturbjax.plot_response(pred, real, control, tmp_path / "response.png")
     assert path.stat().st_size > 1000
+
+
+def test_no_calibration_fit_is_trained_when_no_finite_interval_could_come_of_it(tiny_adata,
+                                                                                caplog):
+    model = perturbjax.fit(tiny_adata, model="mean_shift", held_out="type_0", level=0.9)
+    assert model.calibration is None
+    message = next(r.getMessage() for r in caplog.records if "no calibration" in r.getMessage())
+    assert "needs 9" in message and "levels up to 66.7% are finite with 2" in message
+
+
+def test_progress_lines_reach_stderr_unless_logging_is_set_up_or_silenced(monkeypatch,
+                                                                          capsys):
+    import logging
+
+    from perturbjax.progress import shown
+
+    logger = logging.getLogger("perturbjax")
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    for progress in (True, False):
+        with shown(progress):
+            for epoch in range(1, 101):
+                logger.info("epoch %d/100  train 0.1", epoch)
+            logger.info("fit: the model took 1s")
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == (11 if progress else 0)
+        assert not progress or lines[0] == "perturbjax: epoch 10/100  train 0.1"
+    assert not logger.handlers
