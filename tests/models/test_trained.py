@@ -333,3 +333,21 @@ def test_progress_lines_reach_stderr_unless_logging_is_set_up_or_silenced(monkey
         assert len(lines) == (11 if progress else 0)
         assert not progress or lines[0] == "perturbjax: epoch 10/100  train 0.1"
     assert not logger.handlers
+
+
+def test_the_real_kang_file_as_read_goes_through_fit_predict_evaluate_plot_save_load(
+        kang_path, tmp_path):
+    adata = ad.read_h5ad(kang_path)  # X as stored: a sparse matrix
+    assert sp.issparse(adata.X)
+    model = perturbjax.fit(adata, model="mtflow", held_out="B", seeds=(1,), epochs=2,
+                           calibrate=False)
+    in_b = (adata.obs["cell_type"] == "B").to_numpy()
+    stimulated = (adata.obs["condition"] == "stimulated").to_numpy()
+    control, real = adata[in_b & ~stimulated], adata[in_b & stimulated]
+    pred = model.predict(control, "stimulated", clip_negative=True)
+    scores = perturbjax.evaluate(pred, real, control)
+    assert np.isfinite(scores.loc["prediction", ["pearson_delta_top100", "edistance"]]).all()
+    assert perturbjax.plot_response(pred, real, control, tmp_path / "b.png").is_file()
+    model.save(tmp_path / "kang_model")
+    np.testing.assert_array_equal(perturbjax.load(tmp_path / "kang_model").predict(
+        control, "stimulated", clip_negative=True).X, pred.X)
