@@ -1,6 +1,7 @@
 """Launcher of the out-of-distribution benchmark (flags -> `perturbjax.studies.ood.run`).
 
-Synthetic default (no download; 4 minutes on 2 CPU cores, measured):
+Synthetic default (no download; MTFlow and four references; about 10 minutes on one CPU core,
+measured):
   python experiments/ood_benchmark.py --workdir runs/ood_synthetic
 Kang PBMC, every cell type held out, 3 seeds (about an hour on 2 CPU cores):
   python experiments/ood_benchmark.py --data ../shared/data/kang/valid_pbmc.h5ad \

@@ -160,7 +160,7 @@ HOW_TO_RUN: dict[str, Run] = {
     "python experiments/ood_benchmark.py --workdir runs/ood_synthetic": Run(
         outputs=("runs/ood_synthetic/summary.md", "runs/ood_synthetic/metrics.csv",
                  "runs/ood_synthetic/figures/pca_type_0_stimulated.png"),
-        shows=("Response metrics, calibrated", "epoch 2/2", "s/epoch", "model mtae (4/5)"),
+        shows=("Response metrics, calibrated", "epoch 2/2", "s/epoch", "model mtflow ("),
         cheaper=OOD_CHEAP),
     "python experiments/ood_benchmark.py --data ../shared/data/kang/valid_pbmc.h5ad "
     "--workdir runs/ood_kang": Run(
