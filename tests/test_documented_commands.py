@@ -254,6 +254,12 @@ HOW_TO_RUN: dict[str, Run] = {
         Run(cheaper="--held_out B --seeds 1 --iterations 20 --workdir runs/cellflow_check",
             slow=True, needs=KANG, peer=CELLFLOW_PEER_PYTHON,
             outputs=("runs/cellflow_check/metrics.csv",))),
+    "python benchmarks/cellflow_budget.py --peer_python /path/to/cellflow-venv/bin/python": Run(
+        cheaper="--budgets 5,10 --out runs/cellflow_budget_check", slow=True, needs=KANG,
+        peer=CELLFLOW_PEER_PYTHON, outputs=("runs/cellflow_budget_check/curve.csv",)),
+    "python benchmarks/flow_cost.py --peer_python /path/to/cellflow-venv/bin/python": Run(
+        cheaper="--iterations 10 --out runs/flow_cost_check", slow=True, needs=KANG,
+        peer=CELLFLOW_PEER_PYTHON, outputs=("runs/flow_cost_check/cost.csv",)),
     "python benchmarks/metric_speed.py --peer_python /path/to/metrics-peer-venv/bin/python": Run(
         cheaper="--sizes 300 --repeats 1 --epochs 1", slow=True, needs=KANG,
         peer=METRICS_PEER_PYTHON, outputs=("results/metric_speed/report.md",)),
