@@ -49,10 +49,26 @@ def _read(path: Path) -> ad.AnnData:
         raise DataValidationError(f"{path}: not a readable h5ad file ({err})") from err
 
 
-def dense_x(x) -> np.ndarray:
+def dense_x(x, what: str = "the expression matrix") -> np.ndarray:
     """An expression matrix as the dense float32 array every model reads (h5ad files
-    usually hold a sparse CSR matrix)."""
+    usually hold a sparse CSR matrix): cells x genes x 4 bytes. A matrix that would take more
+    than half of this machine's memory is refused, naming its size, before it is made."""
+    needed = 4 * int(np.prod(x.shape))
+    available = _physical_memory()
+    if available and needed > available // 2:
+        raise PerturbjaxError(f"{what}: {x.shape[0]} cells x {x.shape[1]} genes take "
+                          f"{needed / 2**30:.1f} GiB as dense float32, more than half of this "
+                          f"machine's {available / 2**30:.1f} GiB; keep fewer genes (HVGs) or "
+                          "cells")
     return (x.toarray() if sp.issparse(x) else np.asarray(x)).astype(np.float32)
+
+
+def _physical_memory() -> int:
+    """This machine's memory in bytes (0 where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def _checked(adata: ad.AnnData, spec: PerturbationSpec, held_out: Sequence[str] | None,

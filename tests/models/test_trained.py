@@ -351,3 +351,12 @@ def test_the_real_kang_file_as_read_goes_through_fit_predict_evaluate_plot_save_
     model.save(tmp_path / "kang_model")
     np.testing.assert_array_equal(perturbjax.load(tmp_path / "kang_model").predict(
         control, "stimulated", clip_negative=True).X, pred.X)
+
+
+def test_a_matrix_too_large_for_this_machine_is_refused_with_its_size_before_training(
+        tiny_adata, monkeypatch):
+    from perturbjax.data import datasets
+
+    monkeypatch.setattr(datasets, "_physical_memory", lambda: 2 * 4 * 60 * 100)
+    with pytest.raises(PerturbjaxError, match=r"\d+ cells x 60 genes take .* GiB as dense"):
+        perturbjax.fit(tiny_adata, model="mean_shift", held_out="type_0", calibrate=False)
