@@ -335,6 +335,7 @@ def test_progress_lines_reach_stderr_unless_logging_is_set_up_or_silenced(monkey
     assert not logger.handlers
 
 
+@pytest.mark.slow  # about 30 s on one core: the whole file through the recommended model
 def test_the_real_kang_file_as_read_goes_through_fit_predict_evaluate_plot_save_load(
         kang_path, tmp_path):
     adata = ad.read_h5ad(kang_path)  # X as stored: a sparse matrix
