@@ -83,6 +83,12 @@ class Fitted:
         part = self._part(condition)
         return self.family.predict(part.objective, part.result, part.pool, control, condition)
 
+    def embed(self, cells: ad.AnnData) -> np.ndarray | None:
+        """The cells' coordinates in the space the family's objective shares across members
+        (`Objective.embedding`), or None when it has none."""
+        part = next(iter(self.parts.values()))
+        return part.objective.embedding(np.asarray(cells.X, np.float32))
+
     def runs(self, condition: str) -> list[dict]:
         part = self._part(condition)
         # Folds that select together share each seed's epoch and rate: the first tells them.

@@ -145,6 +145,10 @@ class FlowObjective(Objective):
         z_t = (1 - t[:, None]) * z0 + t[:, None] * z1 + noise
         return z_t, t, self._task(batch, z0.shape[0]), z1 - z0
 
+    def embedding(self, x: np.ndarray) -> np.ndarray:
+        """The cells' coordinates in the compact space (the same for every member)."""
+        return np.asarray(self.space.encode(jnp.asarray(x)))
+
     def inputs(self, batch: Batch) -> tuple[jax.Array, ...]:
         return self._path(batch, jax.random.PRNGKey(0))[:3]
 

@@ -117,6 +117,11 @@ class TrainedModel:
                 f"{int((labels != self.encoding.control).sum())} of the cells are labelled "
                 f"{found[:3]} in obs '{self.spec.condition_key}', not '{self.encoding.control}': "
                 "predict from control cells")
+        return self._cells_checked(control, reindex)
+
+    def _cells_checked(self, control: ad.AnnData, reindex: bool) -> ad.AnnData:
+        """The cells on the model's genes (by name with `reindex`), of the kind it trained
+        on, finite, as a dense float32 X."""
         genes = list(map(str, control.var_names))
         if genes != list(self.genes):
             missing = sorted(set(self.genes) - set(genes))
@@ -190,6 +195,22 @@ class TrainedModel:
                                   "negative_share": negative, "clipped": clip_negative,
                                   "interval": self._interval(pred.var, str(condition), level)}
         return pred
+
+    def embed(self, cells: ad.AnnData, reindex: bool = True) -> ad.AnnData:
+        """A copy of `cells` with their coordinates in the model's own space in
+        `obsm["X_<model>"]` (MTFlow: the compact space its flow lives in, the same for every
+        member), for scanpy's neighbours and UMAP; a model without one shared by its members
+        says so."""
+        if cells.n_obs == 0:
+            raise PerturbjaxError("no cells to embed: the AnnData given is empty")
+        embed = getattr(self.trained, "embed", None)
+        coordinates = embed(self._cells_checked(cells, reindex)) if embed else None
+        if coordinates is None:
+            raise PerturbjaxError(f"model '{self.name}' has no space shared by its members to "
+                                  "embed cells in (MTFlow has one)")
+        out = cells.copy()
+        out.obsm[f"X_{self.name}"] = coordinates
+        return out
 
     def _interval(self, var: pd.DataFrame, condition: str, level: float) -> dict[str, Any]:
         """Write the conformal interval of the mean response into `var`; describe it."""

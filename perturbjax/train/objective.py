@@ -94,6 +94,11 @@ class Objective:
         """The model's prediction for a batch, in eval mode."""
         raise NotImplementedError
 
+    def embedding(self, x: Any) -> Any:
+        """Cells' coordinates in a space every member shares (e.g. a fixed projection), or
+        None: a learned latent differs from member to member."""
+        return None
+
     def selection_loss(self, params: PyTree, model_state: PyTree, batch: Batch) -> jax.Array:
         """What the loop selects on: the supplied `selection`, else `validation_loss`."""
         if self.selection is not None:

@@ -155,3 +155,12 @@ def test_decoded_cells_lie_in_the_space_displaced_ones_keep_theirs_anchored_thei
     # the same cells, moved by the part of their context's mean that the space leaves out
     np.testing.assert_allclose(anchored - decoded, np.broadcast_to(
         residual(x.mean(axis=0, keepdims=True)), decoded.shape), atol=1e-3)
+
+
+def test_cells_are_embedded_in_the_space_the_flow_lives_in(tiny_adata, model):
+    cells = tiny_adata[:50].copy()
+    embedded = model.embed(cells)
+    space = model.trained.parts[None].objective.space
+    np.testing.assert_allclose(embedded.obsm[f"X_{model.name}"],
+                               space.encode(jnp.asarray(cells.X)), rtol=1e-5, atol=1e-5)
+    assert embedded.n_obs == cells.n_obs and "X_" + model.name not in cells.obsm

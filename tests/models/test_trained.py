@@ -361,3 +361,8 @@ def test_a_matrix_too_large_for_this_machine_is_refused_with_its_size_before_tra
     monkeypatch.setattr(datasets, "_physical_memory", lambda: 2 * 4 * 60 * 100)
     with pytest.raises(PerturbjaxError, match=r"\d+ cells x 60 genes take .* GiB as dense"):
         perturbjax.fit(tiny_adata, model="mean_shift", held_out="type_0", calibrate=False)
+
+
+def test_a_model_without_a_shared_space_says_so_when_asked_to_embed(fitted, control):
+    with pytest.raises(PerturbjaxError, match="no space shared by its members"):
+        fitted.embed(control)
