@@ -68,6 +68,8 @@ class FlowConfig:
       ode_steps: fixed steps of the Tsit5 solver from t = 0 to 1 at prediction.
       output: "displaced" or "decoded" (module docstring).
       conditioning: "one_hot" or "log_dose" (as the family's `MTAeConfig`).
+      context_summary: FiLM also reads the context's control mean (else the condition only:
+        one field for every context, an ablation).
     """
 
     components: int = 50
@@ -78,6 +80,7 @@ class FlowConfig:
     ode_steps: int = 8
     output: str = "decoded"
     conditioning: str = "one_hot"
+    context_summary: bool = True
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
@@ -133,7 +136,10 @@ class FlowObjective(Objective):
         else:
             means = jnp.broadcast_to(batch[CONTROL_MEAN], (rows, batch[CONTROL_MEAN].shape[-1]))
         vectors = jnp.asarray(self.condition_vectors, jnp.float32)[batch["condition"]]
-        return jnp.concatenate([vectors, self.space.encode(means)], axis=-1)
+        summary = self.space.encode(means)
+        if not self.module.config.context_summary:
+            summary = jnp.zeros_like(summary)
+        return jnp.concatenate([vectors, summary], axis=-1)
 
     def _path(self, batch: Batch, key: jax.Array) -> tuple[jax.Array, ...]:
         """(z_t, t, task, target velocity) of a pair batch at random times."""
