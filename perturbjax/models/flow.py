@@ -240,9 +240,13 @@ RECONSTRUCTION = (DEFAULT[0], dataclasses.replace(DEFAULT[1], inner_contexts=0))
 # the context's own baseline outside the space (the species design, where a held-out species
 # lies outside the training species' space, is what the default fails on).
 ANCHORED = (dataclasses.replace(DEFAULT[0], output="anchored"), DEFAULT[1])
+# A later ablation, beside the default: FiLM reads the condition only, one field for every
+# context (on the species design the context summary is what fails, docs/flow_member.md).
+NO_SUMMARY = (dataclasses.replace(DEFAULT[0], context_summary=False), DEFAULT[1])
 CONFIGS: dict[str, tuple[FlowConfig, TrainConfig]] = {"default": DEFAULT,
                                                       "reconstruction": RECONSTRUCTION,
-                                                      "anchored": ANCHORED}
+                                                      "anchored": ANCHORED,
+                                                      "no_summary": NO_SUMMARY}
 
 
 def adjust(config: FlowConfig, settings: FitSettings) -> FlowConfig:
