@@ -31,8 +31,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from peer_cellflow import kang_config
 
-from perturbjax.data import shared_data_dir
 from perturbjax.data.splits import hold_out_mask, is_control
 from perturbjax.metrics.response import ResponseTruth, response_scores
 from perturbjax.models.inner_selection import choose_inner_contexts
@@ -51,10 +51,7 @@ def main() -> None:
     parser.add_argument("--seed", default="1")
     parser.add_argument("--out", default="results/cellflow_budget")
     args = parser.parse_args()
-    shared = shared_data_dir()
-    if shared is None:
-        sys.exit("the shared data folder (../shared/data) is absent: the curve needs Kang")
-    config = ood.OODConfig(data=str(shared / "kang" / "valid_pbmc.h5ad"))
+    config = kang_config("the curve")
     adata = ood.load_data(config)
     spec = config.spec
     pool = adata[~hold_out_mask(adata, spec, [args.outer])].copy()

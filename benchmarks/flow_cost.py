@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from peer_cellflow import CellFlowPeer
+from peer_cellflow import CellFlowPeer, kang_config
 
-from perturbjax.data import shared_data_dir
 from perturbjax.data.splits import is_control
 from perturbjax.models import RECOMMENDED, get_model
 from perturbjax.models.fitting import ConditionEncoding, TrainingPool
@@ -36,10 +35,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=8000)
     parser.add_argument("--out", default="results/flow_cost")
     args = parser.parse_args()
-    shared = shared_data_dir()
-    if shared is None:
-        sys.exit("the shared data folder (../shared/data) is absent: the cost is measured on Kang")
-    config = ood.OODConfig(data=str(shared / "kang" / "valid_pbmc.h5ad"))
+    config = kang_config("the cost")
     adata = ood.load_data(config)
     split = ood.held_out_split(adata, config, args.held_out)
     spec = config.spec

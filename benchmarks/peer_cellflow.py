@@ -34,6 +34,15 @@ from perturbjax.models.peer import PeerModel
 from perturbjax.studies import ood
 
 RUNNER = Path(__file__).with_name("cellflow_peer_run.py")
+
+
+def kang_config(purpose: str) -> ood.OODConfig:
+    """The benchmark's configuration on the shared Kang file, or an exit saying `purpose`
+    needs it."""
+    shared = shared_data_dir()
+    if shared is None:
+        sys.exit(f"the shared data folder (../shared/data) is absent: {purpose} needs Kang")
+    return ood.OODConfig(data=str(shared / "kang" / "valid_pbmc.h5ad"))
 NAME = "cellflow"
 
 

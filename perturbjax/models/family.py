@@ -186,11 +186,8 @@ class ModelFamily:
         """The configuration name and training budget of a recorded `schedule`: the named
         configuration that resolves to it (at the run's epochs or at its own), else
         'unnamed'."""
-        train, recorded = schedule["train"], normalised(schedule)
-        name = next((n for n in self.configs for epochs in (settings.epochs, train["epochs"])
-                     if self._as_recorded(self.schedule(dataclasses.replace(
-                         settings, configuration=n, epochs=epochs)), recorded) == recorded),
-                    "unnamed")
+        train = schedule["train"]
+        name = self.named_configuration(schedule, settings, (settings.epochs, train["epochs"]))
         phases = [f"{schedule['model'][k]} {k.removesuffix('_epochs')}"
                   for k in SCHEDULE_FIELDS if schedule["model"].get(k)]
         score = train.get("selection_score", "response").replace("_", " ")
@@ -201,6 +198,17 @@ class ModelFamily:
                 "budget": f"{train['epochs']} epochs" + (f" ({', '.join(phases)})" if phases
                                                           else "")
                 + f" x {rates} rate{'s' if rates > 1 else ''}, selected on {selection}"}
+
+    def named_configuration(self, schedule: dict, settings: FitSettings,
+                            epochs: Sequence[int | None]) -> str:
+        """The named configuration that resolves to a recorded `schedule` under `settings` at
+        one of `epochs` (a run's --epochs setting, the schedule's own budget), else
+        'unnamed'."""
+        recorded = normalised(schedule)
+        return next((n for n in self.configs for e in epochs
+                     if self._as_recorded(self.schedule(dataclasses.replace(
+                         settings, configuration=n, epochs=e)), recorded) == recorded),
+                    "unnamed")
 
     def _as_recorded(self, schedule: dict, recorded: dict) -> dict:
         """`schedule` without the fields a `recorded` one lacks where they hold their
